@@ -1,0 +1,313 @@
+"""What every meta-RL agent shares: policy, baseline, sampler, advantages, adaptation, evaluation.
+
+A concrete agent (one module per learner) subclasses :class:`MetaAgent`, adds its config fields
+by subclassing :class:`AgentConfig`, and implements :meth:`MetaAgent.step` (one meta-iteration)
+and the inner-loop loss :meth:`MetaAgent.inner_loss`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor
+
+from metarl.baselines import LinearFeatureBaseline
+from metarl.maml import Params, adapt_params, detach_params, is_per_task, per_task
+from metarl.policies import CategoricalMLPPolicy, GaussianMLPPolicy, Policy
+from metarl.returns import discounted_returns, gae, normalize
+from metarl.rollout import Episodes, MultiTaskSampler
+from metarl.tasks import Task
+
+__all__ = ["AgentConfig", "MetaAgent", "check_config"]
+
+
+@dataclasses.dataclass
+class AgentConfig:
+    """Settings shared by every agent.
+
+    Attributes:
+        hidden_sizes: hidden layer widths of the policy MLP.
+        activation: hidden activation, ``tanh`` or ``relu``.
+        init_std: initial standard deviation of a Gaussian policy.
+        inner_lr: learning rate of each inner (adaptation) step.
+        inner_steps: inner gradient steps per task during meta-training; every step samples fresh
+            episodes with the current adapted policy.
+        first_order: drop second-order terms of the meta-gradient (first-order MAML).
+        gamma: discount factor.
+        gae_lambda: GAE parameter (1.0: returns minus baseline, as in MAML).
+        normalize_advantages: normalize advantages per task before each loss.
+        bootstrap_truncated: bootstrap time-limit truncations with the baseline value. Off by
+            default: the meta-RL objective is the return over the fixed horizon, so the value
+            after the last step is 0 (the terminated/truncated flags are still kept apart).
+    """
+
+    hidden_sizes: tuple[int, ...] = (100, 100)
+    activation: str = "tanh"
+    init_std: float = 1.0
+    inner_lr: float = 0.1
+    inner_steps: int = 1
+    first_order: bool = False
+    gamma: float = 0.99
+    gae_lambda: float = 1.0
+    normalize_advantages: bool = True
+    bootstrap_truncated: bool = False
+
+
+def check_config(config: Any) -> None:
+    """Reject impossible hyperparameters before any work, naming the option to fix.
+
+    Raises:
+        ValueError: for a non-positive size or rate, or a factor out of range.
+    """
+    positive = {
+        "inner_lr",
+        "init_std",
+        "max_kl",
+        "outer_lr",
+        "cg_iterations",
+        "line_search_steps",
+        "inner_steps",
+        "outer_steps",
+    }
+    unit = {"gamma", "gae_lambda", "fisher_subsample", "line_search_backtrack", "clip_eps"}
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        option = "--" + field.name.replace("_", "-")
+        if field.name in positive and not value > 0:
+            raise ValueError(f"{option} must be positive, got {value}")
+        if field.name in unit and not 0.0 <= value <= 1.0:
+            raise ValueError(f"{option} must be in [0, 1], got {value}")
+    if any(h < 1 for h in config.hidden_sizes):
+        raise ValueError(f"--hidden-sizes must be positive, got {config.hidden_sizes}")
+
+
+def make_policy(
+    observation_space: gym.Space, action_space: gym.Space, config: AgentConfig
+) -> Policy:
+    """The policy an agent uses for these spaces."""
+    if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
+        raise ValueError(
+            f"agents need a flat Box observation space, got {observation_space}; "
+            "wrap the env with gymnasium.wrappers.FlattenObservation"
+        )
+    obs_dim = observation_space.shape[0]
+    if isinstance(action_space, gym.spaces.Box):
+        return GaussianMLPPolicy(
+            obs_dim,
+            int(np.prod(action_space.shape)),
+            config.hidden_sizes,
+            config.activation,
+            config.init_std,
+        )
+    if isinstance(action_space, gym.spaces.Discrete):
+        return CategoricalMLPPolicy(
+            obs_dim, int(action_space.n), config.hidden_sizes, config.activation
+        )
+    raise ValueError(f"unsupported action space {action_space}; use Box or Discrete")
+
+
+def masked_task_mean(x: Tensor, mask: Tensor) -> Tensor:
+    """``[T]`` mean of ``x`` over each task's valid steps."""
+    return (x * mask).sum((1, 2)) / mask.sum((1, 2)).clamp(min=1.0)
+
+
+class MetaAgent:
+    """Base class of the meta-RL learners.
+
+    Args:
+        sampler: the multi-task sampler (its device is the agent's device).
+        config: the agent's config.
+        seed: seeds the policy initialization and the agent's own random choices.
+    """
+
+    config: AgentConfig
+
+    def __init__(self, sampler: MultiTaskSampler, config: AgentConfig, seed: int = 0) -> None:
+        check_config(config)
+        self.sampler = sampler
+        self.config = config
+        self.device = sampler.device
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.policy = make_policy(sampler.observation_space, sampler.action_space, config)
+        self.policy.to(self.device)
+        self.baseline = LinearFeatureBaseline()
+        self.rng = np.random.default_rng(seed)
+
+    # -- advantages and the inner loop ---------------------------------------------------------
+
+    def advantages(self, episodes: Episodes) -> Tensor:
+        """Baseline-corrected (normalized) advantages ``[T, E, H]``, detached."""
+        cfg = self.config
+        with torch.no_grad():
+            boot = None
+            if cfg.bootstrap_truncated:
+                returns = discounted_returns(episodes.rewards, episodes.mask, cfg.gamma)
+                weights = self.baseline.fit(episodes.observations, returns, episodes.mask)
+                boot = self.baseline.predict(
+                    weights, episodes.last_observations, episodes.lengths
+                ) * (~episodes.terminated.any(-1)).to(returns.dtype)
+            returns = discounted_returns(episodes.rewards, episodes.mask, cfg.gamma, boot)
+            values = self.baseline.fit_predict(episodes.observations, returns, episodes.mask)
+            adv = gae(episodes.rewards, values, episodes.mask, cfg.gamma, cfg.gae_lambda, boot)
+            if cfg.normalize_advantages:
+                adv = normalize(adv, episodes.mask)
+        return adv
+
+    def log_probs(self, episodes: Episodes, params: Mapping[str, Tensor]) -> Tensor:
+        """``[T, E, H]`` log-probabilities of the episodes' actions under ``params``."""
+        return self.policy(episodes.observations, params).log_prob(episodes.actions)
+
+    def inner_loss(
+        self, episodes: Episodes, params: Mapping[str, Tensor], advantages: Tensor
+    ) -> Tensor:
+        """Sum over tasks of each task's inner loss (so per-task gradients stay separate).
+
+        The default is the REINFORCE loss ``-mean_t log pi(a_t|s_t) A_t`` of MAML.
+        """
+        logp = self.log_probs(episodes, params)
+        return -masked_task_mean(logp * advantages, episodes.mask).sum()
+
+    def adapt_on(
+        self,
+        theta: Mapping[str, Tensor],
+        batches: Sequence[tuple[Episodes, Tensor]],
+        lr: float | None = None,
+        create_graph: bool = True,
+    ) -> Params:
+        """Adapt per-task copies of ``theta`` with one inner step per (episodes, advantages).
+
+        Args:
+            theta: shared parameters (the policy's, or candidates during a line search).
+            batches: the episodes and advantages of each inner step.
+            lr: inner learning rate (the config's by default).
+            create_graph: keep the graph for higher-order gradients (else first-order).
+
+        Returns:
+            Per-task adapted parameters ``[T, ...]``.
+        """
+        params = per_task(theta, batches[0][0].num_tasks)
+        for episodes, advantages in batches:
+            loss = self.inner_loss(episodes, params, advantages)
+            params = adapt_params(
+                loss,
+                params,
+                self.config.inner_lr if lr is None else lr,
+                first_order=self.config.first_order or not create_graph,
+            )
+        return params
+
+    def adapt(
+        self,
+        episodes: Episodes,
+        params: Mapping[str, Tensor] | None = None,
+        lr: float | None = None,
+    ) -> Params:
+        """One inner step on ``episodes``, without a graph (for evaluation and deployment).
+
+        Args:
+            episodes: episodes of every task, sampled with ``params``.
+            params: shared or per-task parameters to start from (the policy's own by default).
+            lr: learning rate (the config's inner lr by default).
+
+        Returns:
+            Detached per-task adapted parameters ``[T, ...]``.
+        """
+        advantages = self.advantages(episodes)
+        own = self.policy.params()
+        start = own if params is None else params
+        with torch.enable_grad():
+            start = {k: v.detach().requires_grad_(True) for k, v in start.items()}
+            if not is_per_task(start, own):
+                start = per_task(start, episodes.num_tasks)
+            loss = self.inner_loss(episodes, start, advantages)
+            lr = self.config.inner_lr if lr is None else lr
+            adapted = adapt_params(loss, start, lr, first_order=True)
+        return detach_params(adapted)
+
+    def sample_adapted(
+        self, tasks: Sequence[Task]
+    ) -> tuple[Params, list[tuple[Episodes, Tensor]], list[float]]:
+        """Sample and adapt for ``inner_steps`` steps, keeping the graph from the policy.
+
+        Returns:
+            The adapted per-task parameters (differentiable in the policy's parameters), the
+            episodes and advantages of every inner step, and the mean return before each step.
+        """
+        theta = self.policy.params()
+        params: Params = per_task(theta, len(tasks))
+        batches: list[tuple[Episodes, Tensor]] = []
+        returns = []
+        for _ in range(self.config.inner_steps):
+            episodes = self.sampler.sample(
+                self.policy, tasks, detach_params(params) if batches else None
+            )
+            advantages = self.advantages(episodes)
+            batches.append((episodes, advantages))
+            returns.append(episodes.episode_returns().mean().item())
+            loss = self.inner_loss(episodes, params, advantages)
+            params = adapt_params(loss, params, self.config.inner_lr, self.config.first_order)
+        return params, batches, returns
+
+    # -- evaluation ----------------------------------------------------------------------------
+
+    def evaluate(
+        self,
+        sampler: MultiTaskSampler,
+        tasks: Sequence[Task],
+        adapt_steps: int,
+        lrs: Sequence[float] | None = None,
+    ) -> np.ndarray:
+        """Mean return of every task before and after each of ``adapt_steps`` adaptation steps.
+
+        Each step samples ``sampler.episodes_per_task`` fresh episodes with the current adapted
+        policy and takes one inner step on them.
+
+        Args:
+            sampler: a sampler sized for ``len(tasks)`` tasks.
+            tasks: held-out tasks.
+            adapt_steps: number of adaptation steps ``K``.
+            lrs: learning rate of each step (the config's inner lr for all by default).
+
+        Returns:
+            ``[K + 1, len(tasks)]`` array of per-task mean episode returns.
+        """
+        if lrs is None:
+            lrs = [self.config.inner_lr] * adapt_steps
+        if len(lrs) != adapt_steps:
+            raise ValueError(f"need {adapt_steps} learning rates, got {len(lrs)}")
+        params: Params | None = None
+        out = []
+        for step in range(adapt_steps + 1):
+            episodes = sampler.sample(self.policy, tasks, params)
+            out.append(episodes.episode_returns().mean(1).cpu().numpy())
+            if step < adapt_steps:
+                params = self.adapt(episodes, params, lrs[step])
+        return np.stack(out)
+
+    # -- learning ------------------------------------------------------------------------------
+
+    def step(self, tasks: Sequence[Task]) -> dict[str, float]:
+        """One meta-iteration on ``tasks``; returns its metrics."""
+        raise NotImplementedError
+
+    # -- persistence ---------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue training identically."""
+        return {
+            "policy": self.policy.state_dict(),
+            "rng": self.rng.bit_generator.state,
+            "sampler": self.sampler.state_dict(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
+        self.policy.load_state_dict(state["policy"])
+        self.rng.bit_generator.state = state["rng"]
+        self.sampler.load_state_dict(state["sampler"])

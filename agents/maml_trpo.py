@@ -1,0 +1,186 @@
+"""MAML-TRPO: vanilla policy-gradient inner steps, a TRPO step on the post-adaptation surrogate.
+
+One meta-iteration (Finn et al. 2017, section 5.3):
+
+1. sample episodes of every task with the shared policy, fit the baseline, adapt per task with the
+   REINFORCE loss (differentiable, all tasks in one backward pass);
+2. sample episodes of every task with its adapted policy;
+3. outer step: the importance-sampled surrogate of the post-adaptation episodes through the
+   adaptation graph; conjugate gradient on the Hessian of the mean KL between the adapted policies
+   before and after the step (Fisher-vector products on a subsample of the episodes, as rllab's
+   TRPO does); a backtracking line search accepts a step only if the surrogate improves and the
+   mean KL stays within ``max_kl``, and restores the parameters otherwise.
+
+References:
+    Finn, Abbeel, Levine. "Model-Agnostic Meta-Learning for Fast Adaptation of Deep Networks."
+    ICML 2017.
+    Schulman et al. "Trust Region Policy Optimization." ICML 2015.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor
+from torch.distributions import kl_divergence
+
+from agents.base import AgentConfig, MetaAgent, masked_task_mean
+from metarl._cherry import policy_loss
+from metarl.maml import Params, detach_params
+from metarl.rollout import Episodes
+from metarl.tasks import Task
+from metarl.trpo import conjugate_gradient, fisher_vector_product, line_search
+
+__all__ = ["MAMLTRPO", "MAMLTRPOConfig"]
+
+
+@dataclasses.dataclass
+class MAMLTRPOConfig(AgentConfig):
+    """MAML-TRPO settings (defaults: the MAML paper's).
+
+    Attributes:
+        max_kl: trust region: largest mean KL between adapted policies before/after a step.
+        cg_iterations: conjugate-gradient iterations.
+        cg_damping: damping added to the Fisher-vector products.
+        line_search_steps: candidate step sizes tried.
+        line_search_backtrack: shrink factor between candidates.
+        fisher_subsample: fraction of each task's episodes used for Fisher-vector products
+            (1.0: all). The line search still checks the KL on every episode.
+    """
+
+    max_kl: float = 0.01
+    cg_iterations: int = 10
+    cg_damping: float = 1e-5
+    line_search_steps: int = 15
+    line_search_backtrack: float = 0.8
+    fisher_subsample: float = 0.2
+
+
+def surrogate_loss(
+    log_probs: Tensor, old_log_probs: Tensor, advantages: Tensor, mask: Tensor
+) -> Tensor:
+    """TRPO surrogate ``-E[exp(logp - logp_old) * A]``, averaged per task, then over tasks.
+
+    Evaluated with cherry's ``policy_loss`` on each task's valid steps.
+    """
+    if not log_probs.shape == old_log_probs.shape == advantages.shape == mask.shape:
+        raise ValueError("log_probs, old_log_probs, advantages and mask must share a shape")
+    losses = []
+    for t in range(log_probs.shape[0]):
+        valid = mask[t] > 0
+        losses.append(
+            policy_loss(log_probs[t][valid], old_log_probs[t][valid], advantages[t][valid])
+        )
+    return torch.stack(losses).mean()
+
+
+class MAMLTRPO(MetaAgent):
+    """MAML with a TRPO outer step; see the module docstring."""
+
+    config: MAMLTRPOConfig
+
+    def _kl(self, old: Params, new: Params, episodes: Episodes) -> Tensor:
+        """Mean over tasks of the masked mean ``KL(pi_old || pi_new)`` on ``episodes``."""
+        obs = episodes.observations
+        kl = kl_divergence(self.policy(obs, old), self.policy(obs, new))
+        return masked_task_mean(kl, episodes.mask).mean()
+
+    def step(self, tasks: Sequence[Task]) -> dict[str, float]:
+        """One meta-iteration; returns returns before/after adaptation, losses, KL and timings."""
+        cfg = self.config
+        t0 = time.perf_counter()
+        steps_before, sample_time_before = self.sampler.total_steps, self.sampler.total_time
+        adapted, batches, returns_before = self.sample_adapted(tasks)
+        post = self.sampler.sample(self.policy, tasks, detach_params(adapted))
+        post_adv = self.advantages(post)
+        t_sampled = time.perf_counter()
+        sampling_time = self.sampler.total_time - sample_time_before
+
+        theta = list(self.policy.parameters())
+        logp = self.log_probs(post, adapted)
+        old_logp = logp.detach()
+        loss = surrogate_loss(logp, old_logp, post_adv, post.mask)
+        grads = torch.autograd.grad(loss, theta)
+        grad = torch.cat([g.reshape(-1) for g in grads])
+        old_params = detach_params(adapted)
+        loss_before = loss.item()
+
+        metrics: dict[str, float] = {f"return_step{k}": r for k, r in enumerate(returns_before)}
+        metrics["return_before"] = returns_before[0]
+        metrics["return_after"] = post.episode_returns().mean().item()
+
+        if not (math.isfinite(loss_before) and torch.isfinite(grad).all()):
+            result_reason, accepted, kl_after, frac, evals = (
+                "non-finite loss or gradient",
+                0.0,
+                0.0,
+                0.0,
+                0,
+            )
+            loss_after = loss_before
+        else:
+            fvp = self._fisher(batches, post, old_params)
+            direction = conjugate_gradient(fvp, -grad, cfg.cg_iterations)
+            shs = 0.5 * torch.dot(direction, fvp(direction))
+            full_step = direction * torch.sqrt(cfg.max_kl / shs.clamp(min=1e-12))
+
+            def evaluate() -> tuple[float, float]:
+                new = self.adapt_on(self.policy.params(), batches, create_graph=False)
+                with torch.no_grad():
+                    new_logp = self.log_probs(post, new)
+                    new_loss = surrogate_loss(new_logp, old_logp, post_adv, post.mask)
+                    kl = self._kl(old_params, new, post)
+                return new_loss.item(), kl.item()
+
+            result = line_search(
+                theta,
+                full_step,
+                evaluate,
+                loss_before,
+                cfg.max_kl,
+                cfg.line_search_steps,
+                cfg.line_search_backtrack,
+            )
+            accepted, frac, evals = float(result.accepted), result.fraction, result.evaluations
+            kl_after, loss_after, result_reason = result.kl, result.loss, result.reason
+        t_end = time.perf_counter()
+        metrics.update(
+            loss_before=loss_before,
+            loss_after=loss_after,
+            kl=kl_after,
+            step_accepted=accepted,
+            step_fraction=frac,
+            line_search_evaluations=float(evals),
+            env_steps=float(self.sampler.total_steps - steps_before),
+            time_sampling=sampling_time,
+            time_adaptation=t_sampled - t0 - sampling_time,
+            time_outer=t_end - t_sampled,
+            time_iteration=t_end - t0,
+        )
+        metrics["env_steps_per_s"] = metrics["env_steps"] / max(sampling_time, 1e-9)
+        if result_reason:
+            metrics["rejected_reason"] = result_reason  # type: ignore[assignment]
+        return metrics
+
+    def _fisher(
+        self, batches: Sequence[tuple[Episodes, Tensor]], post: Episodes, old: Mapping[str, Tensor]
+    ):
+        """Fisher-vector product of the adapted policies' KL, on a subsample of episodes."""
+        cfg = self.config
+        num = post.episodes_per_task
+        keep = max(1, round(num * cfg.fisher_subsample))
+        if keep < num:
+            idx = torch.as_tensor(
+                sorted(self.rng.choice(num, keep, replace=False)), device=self.device
+            )
+            batches = [(ep.select(idx), adv[:, idx]) for ep, adv in batches]
+            post = post.select(idx)
+        theta = self.policy.params()
+        adapted = self.adapt_on(theta, batches, create_graph=True)
+        old_sub = self.adapt_on(theta, batches, create_graph=False) if keep < num else old
+        kl = self._kl(detach_params(old_sub), adapted, post)
+        return fisher_vector_product(kl, list(theta.values()), self.config.cg_damping)

@@ -1,0 +1,273 @@
+"""Vectorized multi-task rollouts: every task's episodes step together in one vector env.
+
+:class:`MultiTaskSampler` owns one Gymnasium vector env of ``tasks x episodes_per_task`` copies of a
+task env. :meth:`MultiTaskSampler.sample` gives each copy its task (``set_attr("task", ...)``),
+resets all of them, and steps them in lock-step; at every step *one* batched policy call evaluates
+every task's own parameters on its own observations. The result is an :class:`Episodes` batch of
+tensors shaped ``[tasks, episodes, horizon, ...]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Mapping, Sequence
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor
+
+from metarl.policies import Policy
+from metarl.tasks import Task, make_task_env, make_task_vec
+
+__all__ = ["Episodes", "MultiTaskSampler"]
+
+
+@dataclasses.dataclass
+class Episodes:
+    """A batch of episodes for ``T`` tasks x ``E`` episodes x ``H`` steps.
+
+    Steps after an episode ended are padding: ``mask`` is 0 there and rewards are 0.
+
+    Attributes:
+        observations: ``[T, E, H, obs_dim]``, float32.
+        actions: ``[T, E, H, act_dim]`` (float) or ``[T, E, H]`` (discrete).
+        log_probs: ``[T, E, H]``, log-probability of each action under the sampling policy.
+        rewards: ``[T, E, H]``.
+        mask: ``[T, E, H]`` float, 1.0 on steps that happened.
+        terminated: ``[T, E, H]`` bool, True on the step that reached a terminal state.
+        truncated: ``[T, E, H]`` bool, True on the last step of an episode cut by a time limit.
+        last_observations: ``[T, E, obs_dim]``, the observation after each episode's last step
+            (for bootstrapping truncated episodes).
+        tasks: the ``T`` tasks.
+    """
+
+    observations: Tensor
+    actions: Tensor
+    log_probs: Tensor
+    rewards: Tensor
+    mask: Tensor
+    terminated: Tensor
+    truncated: Tensor
+    last_observations: Tensor
+    tasks: list[Task]
+
+    @property
+    def num_tasks(self) -> int:
+        return self.rewards.shape[0]
+
+    @property
+    def episodes_per_task(self) -> int:
+        return self.rewards.shape[1]
+
+    @property
+    def horizon(self) -> int:
+        return self.rewards.shape[2]
+
+    @property
+    def lengths(self) -> Tensor:
+        """``[T, E]`` number of steps in each episode."""
+        return self.mask.sum(-1).long()
+
+    @property
+    def num_steps(self) -> int:
+        """Number of environment steps that really happened."""
+        return int(self.mask.sum().item())
+
+    def episode_returns(self) -> Tensor:
+        """``[T, E]`` undiscounted return of every episode."""
+        return (self.rewards * self.mask).sum(-1)
+
+    def to(self, device: torch.device | str) -> Episodes:
+        """A copy with every tensor on ``device``."""
+        moved = {
+            f.name: getattr(self, f.name).to(device)
+            for f in dataclasses.fields(self)
+            if isinstance(getattr(self, f.name), Tensor)
+        }
+        return dataclasses.replace(self, **moved)
+
+    def select(self, episodes: Tensor | slice | Sequence[int]) -> Episodes:
+        """The same tasks restricted to some episode indices (dimension 1)."""
+        picked = {
+            f.name: getattr(self, f.name)[:, episodes]
+            for f in dataclasses.fields(self)
+            if isinstance(getattr(self, f.name), Tensor)
+        }
+        return dataclasses.replace(self, **picked)
+
+
+class MultiTaskSampler:
+    """Samples ``episodes_per_task`` episodes for each of several tasks, all in lock-step.
+
+    Args:
+        env_id: a registered task env id (``import envs`` registers the bundled ones).
+        num_tasks: tasks per call (``T``).
+        episodes_per_task: episodes per task (``E``); the vector env holds ``T * E`` envs.
+        horizon: steps per episode; defaults to the env's ``max_episode_steps``.
+        vectorization_mode: ``None`` (the env's batched implementation when it has one, else
+            ``"sync"``), ``"vector_entry_point"``, ``"sync"`` or ``"async"``.
+        device: where the policy runs; observations cross to it once per step.
+        seed: seeds the env resets and the action noise.
+        env_kwargs: keyword arguments for the env.
+
+    Raises:
+        ValueError: for non-positive sizes or a missing horizon.
+    """
+
+    def __init__(
+        self,
+        env_id: str,
+        num_tasks: int,
+        episodes_per_task: int,
+        horizon: int | None = None,
+        vectorization_mode: str | None = None,
+        device: torch.device | str = "cpu",
+        seed: int = 0,
+        env_kwargs: Mapping | None = None,
+    ) -> None:
+        for name, value in (("num_tasks", num_tasks), ("episodes_per_task", episodes_per_task)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        self.env_id = env_id
+        self.env_kwargs = dict(env_kwargs or {})
+        self.vectorization_mode = vectorization_mode
+        self.device = torch.device(device)
+        self.num_tasks = num_tasks
+        self.episodes_per_task = episodes_per_task
+        self.task_env = make_task_env(env_id, **self.env_kwargs)
+        self.vec = make_task_vec(
+            env_id, num_tasks * episodes_per_task, vectorization_mode, **self.env_kwargs
+        )
+        spec_horizon = gym.spec(env_id).max_episode_steps
+        self.horizon = horizon if horizon is not None else spec_horizon
+        if not isinstance(self.horizon, int) or self.horizon < 1:
+            raise ValueError(
+                f"{env_id} registers no max_episode_steps; pass a positive horizon explicitly"
+            )
+        self.observation_space = self.vec.single_observation_space
+        self.action_space = self.vec.single_action_space
+        self.rng = np.random.default_rng(seed)
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(int(self.rng.integers(2**62)))
+        self.total_steps = 0
+        self.total_time = 0.0
+        self.last_steps_per_second = float("nan")
+
+    def resized(self, num_tasks: int, episodes_per_task: int, seed: int) -> MultiTaskSampler:
+        """A new sampler for the same env and device with other batch sizes and seed."""
+        return MultiTaskSampler(
+            self.env_id,
+            num_tasks,
+            episodes_per_task,
+            horizon=self.horizon,
+            vectorization_mode=self.vectorization_mode,
+            device=self.device,
+            seed=seed,
+            env_kwargs=self.env_kwargs,
+        )
+
+    def state_dict(self) -> dict:
+        """RNG states and counters (everything a resumed run needs to continue identically)."""
+        return {
+            "rng": self.rng.bit_generator.state,
+            "generator": self.generator.get_state(),
+            "total_steps": self.total_steps,
+        }
+
+    def load_state_dict(self, state: Mapping) -> None:
+        """Restore :meth:`state_dict`."""
+        self.rng.bit_generator.state = state["rng"]
+        self.generator.set_state(state["generator"])
+        self.total_steps = int(state["total_steps"])
+
+    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Task]:
+        """Draw ``n`` tasks from the env's distribution, using only ``rng``."""
+        return self.task_env.unwrapped.sample_tasks(n, rng)
+
+    def sample(
+        self,
+        policy: Policy,
+        tasks: Sequence[Task],
+        params: Mapping[str, Tensor] | None = None,
+    ) -> Episodes:
+        """Roll out ``episodes_per_task`` episodes of every task.
+
+        Args:
+            policy: the policy to act with (evaluated without gradients).
+            tasks: exactly ``num_tasks`` tasks.
+            params: ``None`` for the policy's own parameters, a dict of shared parameters, or a
+                dict of per-task parameters with a leading dimension of ``num_tasks``.
+
+        Returns:
+            The :class:`Episodes`, on the sampler's device.
+        """
+        T, E, H = self.num_tasks, self.episodes_per_task, self.horizon
+        if len(tasks) != T:
+            raise ValueError(f"this sampler runs {T} tasks per call, got {len(tasks)}")
+        start = time.perf_counter()
+        n = T * E
+        self.vec.set_attr("task", [tasks[i // E] for i in range(n)])
+        obs, _ = self.vec.reset(seed=int(self.rng.integers(2**31 - 1)))
+        obs_dim = int(np.prod(self.observation_space.shape))
+        dev = self.device
+        observations = torch.zeros(T, E, H, obs_dim, device=dev)
+        discrete = isinstance(self.action_space, gym.spaces.Discrete)
+        act_shape = () if discrete else (int(np.prod(self.action_space.shape)),)
+        actions = torch.zeros(
+            T, E, H, *act_shape, device=dev, dtype=torch.long if discrete else torch.float32
+        )
+        log_probs = torch.zeros(T, E, H, device=dev)
+        rewards = np.zeros((n, H), dtype=np.float32)
+        mask = np.zeros((n, H), dtype=np.float32)
+        terminated = np.zeros((n, H), dtype=bool)
+        truncated = np.zeros((n, H), dtype=bool)
+        last_obs = np.zeros((n, obs_dim), dtype=np.float32)
+        alive = np.ones(n, dtype=bool)
+        with torch.no_grad():
+            for t in range(H):
+                o = torch.as_tensor(obs, dtype=torch.float32).reshape(T, E, obs_dim).to(dev)
+                a, logp = policy.sample(o, params, self.generator)
+                observations[:, :, t] = o
+                actions[:, :, t] = a
+                log_probs[:, :, t] = logp
+                a_np = a.reshape(n, *act_shape).cpu().numpy()
+                obs, r, term, trunc, _ = self.vec.step(a_np)
+                mask[alive, t] = 1.0
+                rewards[alive, t] = r[alive]
+                terminated[alive, t] = term[alive]
+                truncated[alive, t] = trunc[alive] & ~term[alive]
+                if t == H - 1:
+                    truncated[alive, t] |= ~term[alive]
+                ended = alive & (term | trunc | (t == H - 1))
+                last_obs[ended] = np.asarray(obs, dtype=np.float32).reshape(n, obs_dim)[ended]
+                alive &= ~ended
+                if not alive.any():
+                    break
+        log_probs = log_probs * torch.as_tensor(mask, device=dev).reshape(T, E, H)
+        steps = int(mask.sum())
+        self.total_steps += steps
+        elapsed = time.perf_counter() - start
+        self.total_time += elapsed
+        self.last_steps_per_second = steps / max(elapsed, 1e-9)
+
+        def tensor(x: np.ndarray) -> Tensor:
+            return torch.as_tensor(x, device=dev).reshape(T, E, *x.shape[1:])
+
+        return Episodes(
+            observations=observations,
+            actions=actions,
+            log_probs=log_probs,
+            rewards=tensor(rewards),
+            mask=tensor(mask),
+            terminated=tensor(terminated),
+            truncated=tensor(truncated),
+            last_observations=tensor(last_obs),
+            tasks=list(tasks),
+        )
+
+    def close(self) -> None:
+        """Close the envs."""
+        self.vec.close()
+        self.task_env.close()

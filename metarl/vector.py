@@ -1,0 +1,145 @@
+"""A base class for batched task vector envs (an env's own ``vector_entry_point``).
+
+:class:`BatchedTaskVectorEnv` does the bookkeeping every batched implementation of a task env
+needs, once: per-env tasks through ``set_attr("task", [...])`` (validated by the single env's own
+``set_task``), per-env seeding that matches ``SyncVectorEnv`` (env ``i`` gets ``seed + i``), the
+registration's time limit, and Gymnasium's next-step autoreset. A subclass writes the physics for
+the whole batch in :meth:`_reset_envs` and :meth:`_step_envs`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.utils import seeding
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from metarl.tasks import Task
+
+__all__ = ["BatchedTaskVectorEnv"]
+
+
+class BatchedTaskVectorEnv(VectorEnv):
+    """Vector env stepping ``num_envs`` copies of a task env with array operations.
+
+    Args:
+        single_env: an instance of the single task env; supplies the spaces, the task validation,
+            the default task and ``sample_tasks``.
+        num_envs: number of sub-environments.
+        max_episode_steps: time limit (truncation) per episode; ``None`` for none.
+
+    Subclasses implement :meth:`_reset_envs` and :meth:`_step_envs`, and may override
+    :meth:`_tasks_changed` to cache task arrays.
+    """
+
+    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP}
+
+    def __init__(self, single_env: gym.Env, num_envs: int, max_episode_steps: int | None) -> None:
+        if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
+            raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+        self.single_env = single_env
+        self.num_envs = num_envs
+        self.max_episode_steps = max_episode_steps
+        self.single_observation_space = single_env.observation_space
+        self.single_action_space = single_env.action_space
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        self.render_mode = None
+        self._tasks: list[Task] = [single_env.unwrapped.get_task()] * num_envs
+        self._rngs = [seeding.np_random()[0] for _ in range(num_envs)]
+        self._elapsed = np.zeros(num_envs, dtype=np.int64)
+        self._needs_reset = np.zeros(num_envs, dtype=bool)
+        self._tasks_changed()
+
+    # -- tasks ---------------------------------------------------------------------------------
+
+    @property
+    def tasks(self) -> list[Task]:
+        """The task of every sub-environment."""
+        return list(self._tasks)
+
+    def sample_tasks(self, n: int, rng: np.random.Generator | None = None) -> list[Task]:
+        """Draw ``n`` tasks from the env's distribution (see the single env)."""
+        return self.single_env.unwrapped.sample_tasks(n, rng if rng is not None else self.np_random)
+
+    def set_attr(self, name: str, values: Any) -> None:
+        """Set an attribute per sub-environment; ``"task"`` takes one task or one per env."""
+        if name != "task":
+            raise AttributeError(f"{type(self).__name__} only supports set_attr('task', ...)")
+        if not isinstance(values, (list, tuple)):
+            values = [values] * self.num_envs
+        if len(values) != self.num_envs:
+            raise ValueError(f"need {self.num_envs} tasks (one per env), got {len(values)}")
+        base = self.single_env.unwrapped
+        validated = []
+        for value in values:
+            base.set_task(value)  # validates, with the single env's own error messages
+            validated.append(base.get_task())
+        self._tasks = validated
+        self._tasks_changed()
+
+    def get_attr(self, name: str) -> tuple[Any, ...]:
+        """Per-env ``"task"``; any other attribute is read from the single env."""
+        if name == "task":
+            return tuple(self._tasks)
+        return (getattr(self.single_env.unwrapped, name),) * self.num_envs
+
+    # -- gymnasium API -------------------------------------------------------------------------
+
+    def reset(
+        self, *, seed: int | Sequence[int | None] | None = None, options: dict | None = None
+    ) -> tuple[np.ndarray, dict]:
+        if options and "task" in options:
+            self.set_attr("task", options["task"])
+        if seed is not None:
+            seeds = [seed + i for i in range(self.num_envs)] if isinstance(seed, int) else seed
+            if len(seeds) != self.num_envs:
+                raise ValueError(f"need {self.num_envs} seeds, got {len(seeds)}")
+            self._rngs = [seeding.np_random(s)[0] for s in seeds]
+        everyone = np.ones(self.num_envs, dtype=bool)
+        self._elapsed[:] = 0
+        self._needs_reset[:] = False
+        return self._reset_envs(everyone), {}
+
+    def step(
+        self, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
+        actions = np.asarray(actions)
+        obs, reward, terminated, info = self._step_envs(actions)
+        reward = np.asarray(reward, dtype=np.float64)
+        terminated = np.asarray(terminated, dtype=bool)
+        self._elapsed += 1
+        truncated = np.zeros(self.num_envs, dtype=bool)
+        if self.max_episode_steps is not None:
+            truncated = self._elapsed >= self.max_episode_steps
+        resetting = self._needs_reset
+        if resetting.any():
+            obs = obs.copy()
+            obs[resetting] = self._reset_envs(resetting)
+            reward = np.where(resetting, 0.0, reward)
+            terminated = terminated & ~resetting
+            truncated = truncated & ~resetting
+            self._elapsed[resetting] = 0
+        self._needs_reset = terminated | truncated
+        return obs, reward, terminated, truncated, info
+
+    # -- to implement --------------------------------------------------------------------------
+
+    def _tasks_changed(self) -> None:
+        """Called after the tasks changed (cache task arrays here)."""
+
+    def _reset_envs(self, which: np.ndarray) -> np.ndarray:
+        """Reset the envs selected by the boolean mask ``which``; return their observations.
+
+        Draw any randomness for env ``i`` from ``self._rngs[i]`` so that trajectories match the
+        single env seeded with the same seed.
+        """
+        raise NotImplementedError
+
+    def _step_envs(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+        """Step every env; return observations, rewards, terminations and an info dict."""
+        raise NotImplementedError

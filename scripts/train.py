@@ -1,0 +1,298 @@
+"""Meta-train an agent on a task distribution.
+
+    python scripts/train.py                                   # MAML-TRPO on Particles2D
+    python scripts/train.py --env metarl/HalfCheetahDir-v0 --meta-batch-size 40
+    python scripts/train.py --resume runs/<run-folder>         # continue a stopped run
+
+Writes a run folder (``--out``, default ``runs/``) with the resolved config, the train task sets,
+``metrics.jsonl`` (one row per iteration), checkpoints, and a held-out evaluation at the end.
+Ctrl-C or SIGTERM saves a checkpoint of the last finished iteration and exits; ``--resume``
+continues from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import importlib
+import json
+import signal
+import sys
+import time
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import envs  # noqa: F401  (registers the bundled task envs)
+from agents import AGENTS, get_agent
+from metarl.cli import add_dataclass_arguments, dataclass_from_args
+from metarl.rollout import MultiTaskSampler
+from metarl.runlog import RunDir
+from metarl.tasks import make_task_env, save_tasks
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Training-script settings.
+
+    Attributes:
+        env: registered task env id.
+        agent: meta-learner to train.
+        iterations: number of meta-iterations.
+        meta_batch_size: tasks per meta-iteration.
+        episodes_per_task: episodes sampled per task before and after each adaptation step.
+        horizon: steps per episode (the env's registered time limit when None).
+        seed: seed of everything random in the run (tasks, env resets, actions, initialization).
+        device: where the policy runs and adapts: cpu, cuda, or auto (cuda when available).
+        out: folder in which the run folder is created.
+        vectorization_mode: vector env kind: vector_entry_point (the env's batched
+            implementation, the default when it has one), sync or async.
+        imports: modules to import before making the env (modules that register your own envs).
+        checkpoint_every: iterations between checkpoints.
+        keep_checkpoints: periodic checkpoints kept (best.pt and last.pt are kept besides).
+        eval_tasks: held-out tasks evaluated at the end (0 to skip).
+        eval_episodes: episodes per held-out task and adaptation step.
+        eval_adapt_steps: adaptation steps in the final evaluation.
+        eval_lr: test-time inner learning rate (the training inner lr when None).
+        threads: torch CPU threads (0: torch's default).
+        max_rejected: stop after this many consecutive iterations whose step was rejected
+            because of non-finite values.
+        resume: a run folder to continue (its saved config is used; --iterations may extend it).
+    """
+
+    env: str = "metarl/Particles2D-v0"
+    agent: str = "maml-trpo"
+    iterations: int = 100
+    meta_batch_size: int = 20
+    episodes_per_task: int = 20
+    horizon: int | None = None
+    seed: int = 0
+    device: str = "cpu"
+    out: str = "runs"
+    vectorization_mode: str | None = None
+    imports: tuple[str, ...] = ()
+    checkpoint_every: int = 10
+    keep_checkpoints: int = 3
+    eval_tasks: int = 40
+    eval_episodes: int = 20
+    eval_adapt_steps: int = 2
+    eval_lr: float | None = None
+    threads: int = 0
+    max_rejected: int = 5
+    resume: str | None = None
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, object]:
+    """Parse the command line into the script config and the agent config."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--agent", default=TrainConfig.agent)
+    pre.add_argument("--resume", default=None)
+    known, _ = pre.parse_known_args(argv)
+    saved: dict = {}
+    if known.resume:
+        saved = RunDir.open(known.resume).config()
+        known.agent = saved["train"]["agent"]
+    _, agent_config_cls = get_agent(known.agent)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=f"agents: {', '.join(sorted(AGENTS))}; run with --agent NAME --help for its options",
+    )
+    add_dataclass_arguments(parser, TrainConfig, "training")
+    add_dataclass_arguments(parser, agent_config_cls, f"agent ({known.agent})")
+    if saved:
+        parser.set_defaults(**saved["train"], **saved["agent_config"])
+    args = parser.parse_args(argv)
+    if known.resume:
+        args.resume = known.resume
+    train = dataclass_from_args(TrainConfig, args)
+    agent_config = dataclass_from_args(agent_config_cls, args)
+    check_train_config(train)
+    return train, agent_config
+
+
+def check_train_config(cfg: TrainConfig) -> None:
+    """Reject bad settings before any work, naming the option to fix."""
+    for name in (
+        "iterations",
+        "meta_batch_size",
+        "episodes_per_task",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "eval_episodes",
+        "max_rejected",
+    ):
+        value = getattr(cfg, name)
+        if value < 1:
+            raise SystemExit(f"error: --{name.replace('_', '-')} must be >= 1, got {value}")
+    for name in ("eval_tasks", "eval_adapt_steps", "threads"):
+        if getattr(cfg, name) < 0:
+            raise SystemExit(f"error: --{name.replace('_', '-')} must be >= 0")
+    if cfg.horizon is not None and cfg.horizon < 1:
+        raise SystemExit(f"error: --horizon must be >= 1, got {cfg.horizon}")
+    if cfg.eval_lr is not None and not cfg.eval_lr > 0:
+        raise SystemExit(f"error: --eval-lr must be positive, got {cfg.eval_lr}")
+    if cfg.device not in ("cpu", "cuda", "auto") and not cfg.device.startswith("cuda:"):
+        raise SystemExit(f"error: --device must be cpu, cuda, cuda:N or auto, got {cfg.device!r}")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` means CUDA when available."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit(
+            "error: --device cuda asked for, but torch sees no CUDA device; use --device cpu"
+        )
+    return torch.device(name)
+
+
+class _Stop(Exception):
+    """Raised by the SIGTERM handler to stop like Ctrl-C."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        cfg, agent_cfg = parse_args(argv)
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from err
+    for module in cfg.imports:
+        importlib.import_module(module)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    agent_cls, _ = get_agent(cfg.agent)
+    try:
+        make_task_env(cfg.env).close()
+        sampler = MultiTaskSampler(
+            cfg.env,
+            cfg.meta_batch_size,
+            cfg.episodes_per_task,
+            horizon=cfg.horizon,
+            vectorization_mode=cfg.vectorization_mode,
+            device=device,
+            seed=cfg.seed,
+        )
+        agent = agent_cls(sampler, agent_cfg, seed=cfg.seed)
+    except (ValueError, TypeError, gym.error.Error) as err:  # bad env id / contract / setting
+        raise SystemExit(f"error: {err}") from err
+    task_rng = np.random.default_rng([cfg.seed, 1])
+    config = {"train": dataclasses.asdict(cfg), "agent_config": dataclasses.asdict(agent_cfg)}
+    start_iteration = 0
+    if cfg.resume:
+        run = RunDir.open(cfg.resume, cfg.keep_checkpoints)
+        state = run.load("last")
+        agent.load_state_dict(state["agent"])
+        task_rng.bit_generator.state = state["task_rng"]
+        start_iteration = int(state["iteration"])
+        run.truncate_metrics(start_iteration)
+        print(f"resuming {run.path} at iteration {start_iteration}", flush=True)
+    else:
+        config["train"]["resume"] = None
+        run = RunDir.create(cfg.out, cfg.env, cfg.agent, config, cfg.keep_checkpoints)
+        print(f"run folder: {run.path}", flush=True)
+
+    def snapshot(iteration: int) -> dict:
+        return {
+            "iteration": iteration,
+            "agent": copy.deepcopy(agent.state_dict()),
+            "task_rng": copy.deepcopy(task_rng.bit_generator.state),
+            "config": json.loads(json.dumps(config, default=list)),
+        }
+
+    last_good = snapshot(start_iteration)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    rejected_in_a_row = 0
+    iteration = start_iteration
+    try:
+        for iteration in range(start_iteration, cfg.iterations):
+            tasks = sampler.sample_tasks(cfg.meta_batch_size, task_rng)
+            metrics = agent.step(tasks)
+            run.log_tasks(iteration, tasks)
+            row = {"iteration": iteration, "env_steps_total": sampler.total_steps, **metrics}
+            run.log_metrics(row)
+            print(format_row(row, cfg.iterations), flush=True)
+            if metrics.get("rejected_reason") == "non-finite loss or gradient":
+                rejected_in_a_row += 1
+                if rejected_in_a_row >= cfg.max_rejected:
+                    print(
+                        f"stopping: {rejected_in_a_row} iterations in a row had non-finite values; "
+                        "lower --inner-lr or --max-kl and resume from the last checkpoint",
+                        file=sys.stderr,
+                    )
+                    run.save(iteration + 1, snapshot(iteration + 1))
+                    return 1
+            else:
+                rejected_in_a_row = 0
+            last_good = snapshot(iteration + 1)
+            if (iteration + 1) % cfg.checkpoint_every == 0 or iteration + 1 == cfg.iterations:
+                run.save(iteration + 1, last_good, score=metrics.get("return_after"))
+    except (KeyboardInterrupt, _Stop):
+        path = run.save(last_good["iteration"], last_good)
+        print(
+            f"\ninterrupted: saved {path} (iteration {last_good['iteration']}); "
+            f"continue with: python scripts/train.py --resume {run.path}",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if cfg.eval_tasks > 0:
+        evaluate_held_out(agent, sampler, cfg, run)
+    sampler.close()
+    return 0
+
+
+def format_row(row: dict, total: int) -> str:
+    """One progress line per iteration."""
+    return (
+        f"iter {row['iteration'] + 1:4d}/{total}  "
+        f"return before {row['return_before']:9.2f}  after {row['return_after']:9.2f}  "
+        f"kl {row['kl']:.4f}  {'step' if row['step_accepted'] else 'rejected'}  "
+        f"{row['env_steps_per_s'] / 1e3:7.1f}k env steps/s  {row['time_iteration']:.2f} s/it"
+    )
+
+
+def evaluate_held_out(agent, sampler: MultiTaskSampler, cfg: TrainConfig, run: RunDir) -> dict:
+    """Adapt on held-out tasks (a seed stream distinct from training) and save ``eval.json``."""
+    test_rng = np.random.default_rng([cfg.seed, 2])
+    tasks = sampler.sample_tasks(cfg.eval_tasks, test_rng)
+    save_tasks(str(run.path / "test_tasks.json"), tasks)
+    eval_sampler = sampler.resized(cfg.eval_tasks, cfg.eval_episodes, seed=cfg.seed + 10_000)
+    lr = cfg.eval_lr if cfg.eval_lr is not None else agent.config.inner_lr
+    started = time.perf_counter()
+    returns = agent.evaluate(eval_sampler, tasks, cfg.eval_adapt_steps, [lr] * cfg.eval_adapt_steps)
+    eval_sampler.close()
+    rows = []
+    print(f"\nheld-out evaluation: {cfg.eval_tasks} tasks x {cfg.eval_episodes} episodes, lr {lr}")
+    print("  step   mean return   95% CI")
+    for step, per_task in enumerate(returns):
+        mean = float(per_task.mean())
+        half = (
+            float(1.96 * per_task.std(ddof=1) / np.sqrt(len(per_task)))
+            if len(per_task) > 1
+            else 0.0
+        )
+        rows.append({"step": step, "mean_return": mean, "ci95": half})
+        print(f"  {step:4d}   {mean:11.2f}   ±{half:.2f}")
+    result = {
+        "tasks": cfg.eval_tasks,
+        "episodes_per_task": cfg.eval_episodes,
+        "lr": lr,
+        "seconds": time.perf_counter() - started,
+        "steps": rows,
+        "per_task_returns": returns.tolist(),
+    }
+    run.write_json("eval.json", result)
+    print(f"saved {run.path / 'eval.json'}")
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())
