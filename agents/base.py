@@ -8,6 +8,7 @@ and the inner-loop loss :meth:`MetaAgent.inner_loss`.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -23,7 +24,7 @@ from metarl.returns import discounted_returns, gae, normalize
 from metarl.rollout import Episodes, MultiTaskSampler
 from metarl.tasks import Task
 
-__all__ = ["AgentConfig", "MetaAgent", "check_config"]
+__all__ = ["AgentConfig", "MetaAgent", "MetaBatch", "OuterAdamAgent", "check_config"]
 
 
 @dataclasses.dataclass
@@ -44,6 +45,7 @@ class AgentConfig:
         bootstrap_truncated: bootstrap time-limit truncations with the baseline value. Off by
             default: the meta-RL objective is the return over the fixed horizon, so the value
             after the last step is 0 (the terminated/truncated flags are still kept apart).
+        meta_sgd: learn a per-parameter inner learning rate (Meta-SGD), starting at inner_lr.
     """
 
     hidden_sizes: tuple[int, ...] = (100, 100)
@@ -56,6 +58,7 @@ class AgentConfig:
     gae_lambda: float = 1.0
     normalize_advantages: bool = True
     bootstrap_truncated: bool = False
+    meta_sgd: bool = False
 
 
 def check_config(config: Any) -> None:
@@ -116,6 +119,36 @@ def masked_task_mean(x: Tensor, mask: Tensor) -> Tensor:
     return (x * mask).sum((1, 2)) / mask.sum((1, 2)).clamp(min=1.0)
 
 
+@dataclasses.dataclass
+class MetaBatch:
+    """What :meth:`MetaAgent.collect` gathers for one meta-iteration.
+
+    Attributes:
+        adapted: per-task adapted parameters, differentiable in the outer parameters.
+        batches: (episodes, inner targets) of every inner step.
+        post: episodes of the adapted policies.
+        post_advantages: advantages of ``post``.
+        metrics: returns before/after adaptation, env steps, sampling and adaptation times.
+        started: ``time.perf_counter()`` at the start of the iteration.
+    """
+
+    adapted: Params
+    batches: list[tuple[Episodes, Tensor]]
+    post: Episodes
+    post_advantages: Tensor
+    metrics: dict[str, float]
+    started: float
+
+    def finish(self, **metrics: float | str) -> dict[str, float]:
+        """The iteration's metrics with the outer step's, and total and outer times."""
+        now = time.perf_counter()
+        out = dict(self.metrics)
+        out.update(metrics)
+        out["time_iteration"] = now - self.started
+        out["time_outer"] = out["time_iteration"] - out["time_sampling"] - out["time_adaptation"]
+        return out
+
+
 class MetaAgent:
     """Base class of the meta-RL learners.
 
@@ -136,8 +169,31 @@ class MetaAgent:
             torch.manual_seed(seed)
             self.policy = make_policy(sampler.observation_space, sampler.action_space, config)
         self.policy.to(self.device)
+        # Meta-SGD's learnable rates, one tensor per policy parameter ('.' is not allowed in keys).
+        self.lrs = torch.nn.ParameterDict(
+            {
+                k.replace(".", "__"): torch.nn.Parameter(torch.full_like(p, config.inner_lr))
+                for k, p in self.policy.named_parameters()
+            }
+            if config.meta_sgd
+            else {}
+        )
         self.baseline = LinearFeatureBaseline()
         self.rng = np.random.default_rng(seed)
+
+    def inner_lr(self) -> float | dict[str, Tensor]:
+        """The inner learning rate: a number, or Meta-SGD's per-parameter rates."""
+        if not self.config.meta_sgd:
+            return self.config.inner_lr
+        return {k: self.lrs[k.replace(".", "__")] for k, _ in self.policy.named_parameters()}
+
+    def outer_parameters(self) -> list[Tensor]:
+        """What the outer step updates: the policy's parameters (and Meta-SGD's rates)."""
+        return [*self.policy.parameters(), *self.lrs.values()]
+
+    def inner_targets(self, episodes: Episodes) -> Tensor:
+        """What :meth:`inner_loss` weighs log-probabilities with (advantages by default)."""
+        return self.advantages(episodes)
 
     # -- advantages and the inner loop ---------------------------------------------------------
 
@@ -164,14 +220,15 @@ class MetaAgent:
         return self.policy(episodes.observations, params).log_prob(episodes.actions)
 
     def inner_loss(
-        self, episodes: Episodes, params: Mapping[str, Tensor], advantages: Tensor
+        self, episodes: Episodes, params: Mapping[str, Tensor], targets: Tensor
     ) -> Tensor:
         """Sum over tasks of each task's inner loss (so per-task gradients stay separate).
 
-        The default is the REINFORCE loss ``-mean_t log pi(a_t|s_t) A_t`` of MAML.
+        The default is the REINFORCE loss ``-mean_t log pi(a_t|s_t) A_t`` of MAML, with
+        ``targets`` the advantages from :meth:`inner_targets`.
         """
         logp = self.log_probs(episodes, params)
-        return -masked_task_mean(logp * advantages, episodes.mask).sum()
+        return -masked_task_mean(logp * targets, episodes.mask).sum()
 
     def adapt_on(
         self,
@@ -180,24 +237,24 @@ class MetaAgent:
         lr: float | None = None,
         create_graph: bool = True,
     ) -> Params:
-        """Adapt per-task copies of ``theta`` with one inner step per (episodes, advantages).
+        """Adapt per-task copies of ``theta`` with one inner step per (episodes, targets).
 
         Args:
             theta: shared parameters (the policy's, or candidates during a line search).
-            batches: the episodes and advantages of each inner step.
-            lr: inner learning rate (the config's by default).
+            batches: the episodes and inner targets of each inner step.
+            lr: inner learning rate (:meth:`inner_lr` by default).
             create_graph: keep the graph for higher-order gradients (else first-order).
 
         Returns:
             Per-task adapted parameters ``[T, ...]``.
         """
         params = per_task(theta, batches[0][0].num_tasks)
-        for episodes, advantages in batches:
-            loss = self.inner_loss(episodes, params, advantages)
+        for episodes, targets in batches:
+            loss = self.inner_loss(episodes, params, targets)
             params = adapt_params(
                 loss,
                 params,
-                self.config.inner_lr if lr is None else lr,
+                self.inner_lr() if lr is None else lr,
                 first_order=self.config.first_order or not create_graph,
             )
         return params
@@ -213,20 +270,22 @@ class MetaAgent:
         Args:
             episodes: episodes of every task, sampled with ``params``.
             params: shared or per-task parameters to start from (the policy's own by default).
-            lr: learning rate (the config's inner lr by default).
+            lr: learning rate (:meth:`inner_lr` by default).
 
         Returns:
             Detached per-task adapted parameters ``[T, ...]``.
         """
-        advantages = self.advantages(episodes)
+        targets = self.inner_targets(episodes)
         own = self.policy.params()
         start = own if params is None else params
         with torch.enable_grad():
             start = {k: v.detach().requires_grad_(True) for k, v in start.items()}
             if not is_per_task(start, own):
                 start = per_task(start, episodes.num_tasks)
-            loss = self.inner_loss(episodes, start, advantages)
-            lr = self.config.inner_lr if lr is None else lr
+            loss = self.inner_loss(episodes, start, targets)
+            if lr is None:
+                lr = self.inner_lr()
+                lr = {k: v.detach() for k, v in lr.items()} if isinstance(lr, dict) else lr
             adapted = adapt_params(loss, start, lr, first_order=True)
         return detach_params(adapted)
 
@@ -247,12 +306,31 @@ class MetaAgent:
             episodes = self.sampler.sample(
                 self.policy, tasks, detach_params(params) if batches else None
             )
-            advantages = self.advantages(episodes)
-            batches.append((episodes, advantages))
+            targets = self.inner_targets(episodes)
+            batches.append((episodes, targets))
             returns.append(episodes.episode_returns().mean().item())
-            loss = self.inner_loss(episodes, params, advantages)
-            params = adapt_params(loss, params, self.config.inner_lr, self.config.first_order)
+            loss = self.inner_loss(episodes, params, targets)
+            params = adapt_params(loss, params, self.inner_lr(), self.config.first_order)
         return params, batches, returns
+
+    def collect(self, tasks: Sequence[Task]) -> MetaBatch:
+        """The data of one meta-iteration: sample, adapt (graph kept), sample adapted policies."""
+        started = time.perf_counter()
+        steps_before, sample_time_before = self.sampler.total_steps, self.sampler.total_time
+        adapted, batches, returns_before = self.sample_adapted(tasks)
+        post = self.sampler.sample(self.policy, tasks, detach_params(adapted))
+        post_advantages = self.advantages(post)
+        sampling = self.sampler.total_time - sample_time_before
+        metrics = {f"return_step{k}": r for k, r in enumerate(returns_before)}
+        metrics.update(
+            return_before=returns_before[0],
+            return_after=post.episode_returns().mean().item(),
+            env_steps=float(self.sampler.total_steps - steps_before),
+            time_sampling=sampling,
+            time_adaptation=time.perf_counter() - started - sampling,
+        )
+        metrics["env_steps_per_s"] = metrics["env_steps"] / max(sampling, 1e-9)
+        return MetaBatch(adapted, batches, post, post_advantages, metrics, started)
 
     # -- evaluation ----------------------------------------------------------------------------
 
@@ -261,8 +339,8 @@ class MetaAgent:
         sampler: MultiTaskSampler,
         tasks: Sequence[Task],
         adapt_steps: int,
-        lrs: Sequence[float] | None = None,
-    ) -> np.ndarray:
+        lrs: Sequence[float | None] | None = None,
+    ) -> tuple[np.ndarray, Params | None]:
         """Mean return of every task before and after each of ``adapt_steps`` adaptation steps.
 
         Each step samples ``sampler.episodes_per_task`` fresh episodes with the current adapted
@@ -272,13 +350,15 @@ class MetaAgent:
             sampler: a sampler sized for ``len(tasks)`` tasks.
             tasks: held-out tasks.
             adapt_steps: number of adaptation steps ``K``.
-            lrs: learning rate of each step (the config's inner lr for all by default).
+            lrs: learning rate of each step; ``None`` (or a ``None`` entry) uses
+                :meth:`inner_lr` (Meta-SGD's learned rates when enabled).
 
         Returns:
-            ``[K + 1, len(tasks)]`` array of per-task mean episode returns.
+            ``[K + 1, len(tasks)]`` array of per-task mean episode returns, and the per-task
+            adapted parameters after the last step (``None`` when ``K = 0``).
         """
         if lrs is None:
-            lrs = [self.config.inner_lr] * adapt_steps
+            lrs = [None] * adapt_steps
         if len(lrs) != adapt_steps:
             raise ValueError(f"need {adapt_steps} learning rates, got {len(lrs)}")
         params: Params | None = None
@@ -288,7 +368,7 @@ class MetaAgent:
             out.append(episodes.episode_returns().mean(1).cpu().numpy())
             if step < adapt_steps:
                 params = self.adapt(episodes, params, lrs[step])
-        return np.stack(out)
+        return np.stack(out), params
 
     # -- learning ------------------------------------------------------------------------------
 
@@ -302,12 +382,53 @@ class MetaAgent:
         """Everything needed to continue training identically."""
         return {
             "policy": self.policy.state_dict(),
+            "lrs": self.lrs.state_dict(),
             "rng": self.rng.bit_generator.state,
             "sampler": self.sampler.state_dict(),
         }
 
+    def load_policy_state(self, state: Mapping[str, Any]) -> None:
+        """Restore only the learned parameters (policy and Meta-SGD rates), e.g. to evaluate."""
+        self.policy.load_state_dict(state["policy"])
+        self.lrs.load_state_dict(state["lrs"])
+
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict`."""
-        self.policy.load_state_dict(state["policy"])
+        self.load_policy_state(state)
         self.rng.bit_generator.state = state["rng"]
         self.sampler.load_state_dict(state["sampler"])
+
+
+class OuterAdamAgent(MetaAgent):
+    """A meta-agent whose outer step is Adam on a differentiable meta-objective.
+
+    The config needs an ``outer_lr`` field.
+    """
+
+    def __init__(self, sampler: MultiTaskSampler, config: AgentConfig, seed: int = 0) -> None:
+        super().__init__(sampler, config, seed)
+        self.optimizer = torch.optim.Adam(self.outer_parameters(), lr=config.outer_lr)
+
+    def apply_gradient(self, loss: Tensor) -> str:
+        """Back-propagate ``loss`` and take an Adam step; never steps on non-finite values.
+
+        Returns:
+            ``""`` when the step was taken, else the reason it was rejected.
+        """
+        self.optimizer.zero_grad(set_to_none=True)
+        if not torch.isfinite(loss):
+            return "non-finite loss or gradient"
+        loss.backward()
+        grads = [p.grad for p in self.outer_parameters() if p.grad is not None]
+        if not all(torch.isfinite(g).all() for g in grads):
+            self.optimizer.zero_grad(set_to_none=True)
+            return "non-finite loss or gradient"
+        self.optimizer.step()
+        return ""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.optimizer.load_state_dict(state["optimizer"])

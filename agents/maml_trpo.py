@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -92,15 +91,10 @@ class MAMLTRPO(MetaAgent):
     def step(self, tasks: Sequence[Task]) -> dict[str, float]:
         """One meta-iteration; returns returns before/after adaptation, losses, KL and timings."""
         cfg = self.config
-        t0 = time.perf_counter()
-        steps_before, sample_time_before = self.sampler.total_steps, self.sampler.total_time
-        adapted, batches, returns_before = self.sample_adapted(tasks)
-        post = self.sampler.sample(self.policy, tasks, detach_params(adapted))
-        post_adv = self.advantages(post)
-        t_sampled = time.perf_counter()
-        sampling_time = self.sampler.total_time - sample_time_before
-
-        theta = list(self.policy.parameters())
+        batch = self.collect(tasks)
+        adapted, batches, post = batch.adapted, batch.batches, batch.post
+        post_adv = batch.post_advantages
+        theta = self.outer_parameters()
         logp = self.log_probs(post, adapted)
         old_logp = logp.detach()
         loss = surrogate_loss(logp, old_logp, post_adv, post.mask)
@@ -109,19 +103,10 @@ class MAMLTRPO(MetaAgent):
         old_params = detach_params(adapted)
         loss_before = loss.item()
 
-        metrics: dict[str, float] = {f"return_step{k}": r for k, r in enumerate(returns_before)}
-        metrics["return_before"] = returns_before[0]
-        metrics["return_after"] = post.episode_returns().mean().item()
-
         if not (math.isfinite(loss_before) and torch.isfinite(grad).all()):
-            result_reason, accepted, kl_after, frac, evals = (
-                "non-finite loss or gradient",
-                0.0,
-                0.0,
-                0.0,
-                0,
-            )
-            loss_after = loss_before
+            # Nothing reaches the parameters; the run logs the reason and goes on.
+            reason, accepted, frac, evals = "non-finite loss or gradient", 0.0, 0.0, 0
+            kl_after, loss_after = 0.0, loss_before
         else:
             fvp = self._fisher(batches, post, old_params)
             direction = conjugate_gradient(fvp, -grad, cfg.cg_iterations)
@@ -146,25 +131,16 @@ class MAMLTRPO(MetaAgent):
                 cfg.line_search_backtrack,
             )
             accepted, frac, evals = float(result.accepted), result.fraction, result.evaluations
-            kl_after, loss_after, result_reason = result.kl, result.loss, result.reason
-        t_end = time.perf_counter()
-        metrics.update(
+            kl_after, loss_after, reason = result.kl, result.loss, result.reason
+        return batch.finish(
             loss_before=loss_before,
             loss_after=loss_after,
             kl=kl_after,
             step_accepted=accepted,
             step_fraction=frac,
             line_search_evaluations=float(evals),
-            env_steps=float(self.sampler.total_steps - steps_before),
-            time_sampling=sampling_time,
-            time_adaptation=t_sampled - t0 - sampling_time,
-            time_outer=t_end - t_sampled,
-            time_iteration=t_end - t0,
+            **({"rejected_reason": reason} if reason else {}),
         )
-        metrics["env_steps_per_s"] = metrics["env_steps"] / max(sampling_time, 1e-9)
-        if result_reason:
-            metrics["rejected_reason"] = result_reason  # type: ignore[assignment]
-        return metrics
 
     def _fisher(
         self, batches: Sequence[tuple[Episodes, Tensor]], post: Episodes, old: Mapping[str, Tensor]
@@ -183,4 +159,4 @@ class MAMLTRPO(MetaAgent):
         adapted = self.adapt_on(theta, batches, create_graph=True)
         old_sub = self.adapt_on(theta, batches, create_graph=False) if keep < num else old
         kl = self._kl(detach_params(old_sub), adapted, post)
-        return fisher_vector_product(kl, list(theta.values()), self.config.cg_damping)
+        return fisher_vector_product(kl, self.outer_parameters(), self.config.cg_damping)

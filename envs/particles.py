@@ -37,13 +37,14 @@ class Particles2DEnv(TaskEnv, gym.Env):
         high: upper bound of each goal coordinate.
         max_speed: actions are clipped to ``[-max_speed, max_speed]`` per axis.
         task: the initial task; ``Task(goal=(high, high))`` when omitted.
+        render_mode: ``None`` or ``"rgb_array"`` (a top-down 128x128 image).
 
     References:
         Finn, Abbeel, Levine. "Model-Agnostic Meta-Learning for Fast Adaptation of Deep
         Networks." ICML 2017, section 5.2.
     """
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
 
     def __init__(
         self,
@@ -51,11 +52,15 @@ class Particles2DEnv(TaskEnv, gym.Env):
         high: float = 0.5,
         max_speed: float = 0.1,
         task: Mapping[str, Any] | None = None,
+        render_mode: str | None = None,
     ) -> None:
         if not low < high:
             raise ValueError(f"need low < high for the goal range, got low={low}, high={high}")
         if not max_speed > 0:
             raise ValueError(f"max_speed must be positive, got {max_speed}")
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        self.render_mode = render_mode
         self.low, self.high, self.max_speed = float(low), float(high), float(max_speed)
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(2,), dtype=np.float32)
         self.action_space = gym.spaces.Box(-max_speed, max_speed, shape=(2,), dtype=np.float32)
@@ -90,6 +95,26 @@ class Particles2DEnv(TaskEnv, gym.Env):
         reward, terminated = _distance(self._position, np.asarray(self.task["goal"]))
         info = {"distance": -float(reward)}
         return self._position.astype(np.float32), float(reward), bool(terminated), False, info
+
+    def render(self) -> np.ndarray | None:
+        """A top-down view: goal in red, particle in blue, the goal square outlined."""
+        if self.render_mode != "rgb_array":
+            return None
+        size, extent = 128, 1.2 * max(abs(self.low), abs(self.high))
+        image = np.full((size, size, 3), 255, dtype=np.uint8)
+
+        def pixel(xy: np.ndarray) -> tuple[int, int]:
+            col, row = (np.clip(xy, -extent, extent) / extent + 1.0) / 2.0 * (size - 1)
+            return int(size - 1 - row), int(col)
+
+        (r0, c0), (r1, c1) = pixel(np.array([self.low] * 2)), pixel(np.array([self.high] * 2))
+        image[r1 : r0 + 1, [c0, c1]] = 180
+        image[[r0, r1], c0 : c1 + 1] = 180
+        goal = np.asarray(self.task["goal"])
+        for xy, color in ((goal, (220, 40, 40)), (self._position, (40, 80, 220))):
+            r, c = pixel(xy)
+            image[max(r - 2, 0) : r + 3, max(c - 2, 0) : c + 3] = color
+        return image
 
 
 class Particles2DVectorEnv(BatchedTaskVectorEnv):

@@ -219,6 +219,7 @@ def lvc_objective(
     advantages: Tensor,
     mask: Tensor,
     reduction: Reduction = "mean",
+    behaviour_log_probs: Tensor | None = None,
 ) -> Tensor:
     """ProMP's low-variance curvature (LVC) surrogate for the inner adaptation step.
 
@@ -244,6 +245,11 @@ def lvc_objective(
         mask: ``[..., H]`` nonzero on valid steps, 0 on padding (ignored, even when NaN).
         reduction: ``"mean"`` (default) over the leading dimensions, ``"sum"``, or ``"none"``
             (per-episode surrogates shaped ``[...]``); see :func:`dice_objective`.
+        behaviour_log_probs: optional ``[..., H]`` log-probabilities of the policy that sampled
+            the actions. When the parameters have moved since sampling (ProMP's several outer
+            steps per batch), the per-step weight becomes the importance ratio
+            ``pi_theta / pi_behaviour`` (ProMP eq. 8); at the sampling parameters it equals
+            the magic box.
 
     Returns:
         The reduced surrogate; its forward value is the (reduced) sum of ``A_t``. Maximise it, or
@@ -257,11 +263,18 @@ def lvc_objective(
         Rothfuss, Lee, Clavera, Asfour, Abbeel. "ProMP: Proximal Meta-Policy Search." ICLR 2019.
     """
     fn = "lvc_objective"
-    valid = _check_trajectory(log_probs, mask, fn, advantages=advantages)
+    valid = _check_trajectory(
+        log_probs, mask, fn, advantages=advantages, behaviour_log_probs=behaviour_log_probs
+    )
     zero = log_probs.new_zeros(())
     log_probs = torch.where(valid, log_probs, zero)
     advantages = torch.where(valid, advantages.detach().to(log_probs.dtype), zero)
-    return _reduce((magic_box(log_probs) * advantages).sum(dim=-1), reduction, fn)
+    if behaviour_log_probs is None:
+        weights = magic_box(log_probs)
+    else:
+        behaviour = torch.where(valid, behaviour_log_probs.detach().to(log_probs.dtype), zero)
+        weights = torch.exp(log_probs - behaviour)
+    return _reduce((weights * advantages).sum(dim=-1), reduction, fn)
 
 
 def lvc_loss(
@@ -269,9 +282,12 @@ def lvc_loss(
     advantages: Tensor,
     mask: Tensor,
     reduction: Reduction = "mean",
+    behaviour_log_probs: Tensor | None = None,
 ) -> Tensor:
     """``-lvc_objective(...)``: the inner-step loss to minimise.
 
     See :func:`lvc_objective` for the formula, arguments and errors.
     """
-    return -lvc_objective(log_probs, advantages, mask, reduction=reduction)
+    return -lvc_objective(
+        log_probs, advantages, mask, reduction=reduction, behaviour_log_probs=behaviour_log_probs
+    )

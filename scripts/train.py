@@ -17,6 +17,7 @@ import copy
 import dataclasses
 import importlib
 import json
+import math
 import signal
 import sys
 import time
@@ -216,7 +217,6 @@ def main(argv: list[str] | None = None) -> int:
             run.log_tasks(iteration, tasks)
             row = {"iteration": iteration, "env_steps_total": sampler.total_steps, **metrics}
             run.log_metrics(row)
-            print(format_row(row, cfg.iterations), flush=True)
             if metrics.get("rejected_reason") == "non-finite loss or gradient":
                 rejected_in_a_row += 1
                 if rejected_in_a_row >= cfg.max_rejected:
@@ -230,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 rejected_in_a_row = 0
             last_good = snapshot(iteration + 1)
+            print(format_row(row, cfg.iterations), flush=True)
             if (iteration + 1) % cfg.checkpoint_every == 0 or iteration + 1 == cfg.iterations:
                 run.save(iteration + 1, last_good, score=metrics.get("return_after"))
     except (KeyboardInterrupt, _Stop):
@@ -251,10 +252,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def format_row(row: dict, total: int) -> str:
     """One progress line per iteration."""
+    kl = f"kl {row['kl']:.4f}  " if math.isfinite(row["kl"]) else ""
     return (
         f"iter {row['iteration'] + 1:4d}/{total}  "
         f"return before {row['return_before']:9.2f}  after {row['return_after']:9.2f}  "
-        f"kl {row['kl']:.4f}  {'step' if row['step_accepted'] else 'rejected'}  "
+        f"{kl}{'step' if row['step_accepted'] else 'rejected'}  "
         f"{row['env_steps_per_s'] / 1e3:7.1f}k env steps/s  {row['time_iteration']:.2f} s/it"
     )
 
@@ -265,9 +267,13 @@ def evaluate_held_out(agent, sampler: MultiTaskSampler, cfg: TrainConfig, run: R
     tasks = sampler.sample_tasks(cfg.eval_tasks, test_rng)
     save_tasks(str(run.path / "test_tasks.json"), tasks)
     eval_sampler = sampler.resized(cfg.eval_tasks, cfg.eval_episodes, seed=cfg.seed + 10_000)
-    lr = cfg.eval_lr if cfg.eval_lr is not None else agent.config.inner_lr
+    lr = cfg.eval_lr  # None: the agent's own inner lr (Meta-SGD: its learned rates)
     started = time.perf_counter()
-    returns = agent.evaluate(eval_sampler, tasks, cfg.eval_adapt_steps, [lr] * cfg.eval_adapt_steps)
+    returns, _ = agent.evaluate(
+        eval_sampler, tasks, cfg.eval_adapt_steps, [lr] * cfg.eval_adapt_steps
+    )
+    if lr is None:
+        lr = "learned (Meta-SGD)" if agent.config.meta_sgd else agent.config.inner_lr
     eval_sampler.close()
     rows = []
     print(f"\nheld-out evaluation: {cfg.eval_tasks} tasks x {cfg.eval_episodes} episodes, lr {lr}")
