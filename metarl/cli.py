@@ -51,7 +51,7 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, title: s
         tp, optional = _unwrap_optional(hints[field.name])
         default = field.default
         option = "--" + field.name.replace("_", "-")
-        help_text = f"{docs.get(field.name, '')} (default: {default})"
+        help_text = f"{docs.get(field.name, '')} (default: {default})".replace("%", "%%")
         if tp is bool:
             group.add_argument(
                 option, action=argparse.BooleanOptionalAction, default=default, help=help_text

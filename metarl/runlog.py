@@ -7,6 +7,7 @@ Layout of ``runs/<timestamp>-<env>-<agent>/``::
     metrics.jsonl        one JSON line per iteration
     checkpoints/         iter_XXXXXX.pt (the last few), best.pt, last.pt
     eval.json            held-out evaluation, when the run finishes
+    tensorboard/         TensorBoard events, when the tensorboard package is installed
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ class RunDir:
         self.path = Path(path)
         self.keep = keep
         self.checkpoints = self.path / "checkpoints"
+        self._writer: Any = None
+        self._writer_failed = False
 
     @classmethod
     def create(
@@ -97,6 +100,23 @@ class RunDir:
         """Append one row to ``metrics.jsonl``."""
         with open(self.path / "metrics.jsonl", "a") as f:
             f.write(json.dumps({k: _clean(v) for k, v in row.items()}) + "\n")
+        writer = self._tensorboard()
+        if writer is not None and "iteration" in row:
+            for key, value in row.items():
+                if isinstance(value, (int, float)) and key != "iteration":
+                    writer.add_scalar(key, value, row["iteration"])
+            writer.flush()
+
+    def _tensorboard(self) -> Any:
+        """A TensorBoard writer when the optional package is installed, else None."""
+        if self._writer is None and not self._writer_failed:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # tensorboard is an optional extra
+                self._writer_failed = True
+                return None
+            self._writer = SummaryWriter(str(self.path / "tensorboard"))
+        return self._writer
 
     def metrics(self) -> list[dict[str, Any]]:
         """All metric rows so far."""

@@ -286,6 +286,7 @@ def make_task_vec(
     env_id: str,
     num_envs: int,
     vectorization_mode: str | None = None,
+    vector_kwargs: Mapping[str, Any] | None = None,
     **kwargs: Any,
 ) -> gym.vector.VectorEnv:
     """``gymnasium.make_vec`` for a task env.
@@ -295,6 +296,8 @@ def make_task_vec(
         num_envs: number of sub-environments, >= 1.
         vectorization_mode: ``"vector_entry_point"`` (the env's own batched implementation, the
             default when it has one), ``"sync"`` or ``"async"``.
+        vector_kwargs: keyword arguments for the vector env only: the batched implementation's
+            own (e.g. ``num_threads``), or ``SyncVectorEnv``/``AsyncVectorEnv``'s.
         **kwargs: env keyword arguments.
 
     Raises:
@@ -315,4 +318,15 @@ def make_task_vec(
     if spec.entry_point is not None:
         probe = make_task_env(env_id, **kwargs)
         probe.close()
-    return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode=vectorization_mode, **kwargs)
+    vector_kwargs = dict(vector_kwargs or {})
+    if vectorization_mode == "vector_entry_point":
+        # gymnasium hands a vector entry point its arguments through the env kwargs only
+        kwargs = {**kwargs, **vector_kwargs}
+        vector_kwargs = {}
+    return gym.make_vec(
+        env_id,
+        num_envs=num_envs,
+        vectorization_mode=vectorization_mode,
+        vector_kwargs=vector_kwargs,
+        **kwargs,
+    )

@@ -116,16 +116,30 @@ class BatchedTaskVectorEnv(VectorEnv):
         truncated = np.zeros(self.num_envs, dtype=bool)
         if self.max_episode_steps is not None:
             truncated = self._elapsed >= self.max_episode_steps
-        resetting = self._needs_reset
-        if resetting.any():
+        info = {k: v for k, v in info.items() if not k.startswith("_")}
+        stepped = ~self._needs_reset
+        if not stepped.all():
+            resetting = ~stepped
             obs = obs.copy()
             obs[resetting] = self._reset_envs(resetting)
             reward = np.where(resetting, 0.0, reward)
-            terminated = terminated & ~resetting
-            truncated = truncated & ~resetting
+            terminated = terminated & stepped
+            truncated = truncated & stepped
             self._elapsed[resetting] = 0
+        # Gymnasium's vector info layout, as SyncVectorEnv writes it: every key has a "_key" mask
+        # of the envs that report it; an env reset in this step reports only its reset info.
+        out: dict[str, np.ndarray] = {}
+        if stepped.any():
+            for key, value in info.items():
+                out[key] = np.where(stepped, value, np.zeros_like(value))
+                out[f"_{key}"] = stepped.copy()
+        if not stepped.all():
+            for key, value in self._reset_info(~stepped).items():
+                previous = out.get(key, np.zeros_like(value))
+                out[key] = np.where(stepped, previous, value)
+                out[f"_{key}"] = out.get(f"_{key}", np.zeros(self.num_envs, dtype=bool)) | ~stepped
         self._needs_reset = terminated | truncated
-        return obs, reward, terminated, truncated, info
+        return obs, reward, terminated, truncated, out
 
     # -- to implement --------------------------------------------------------------------------
 
@@ -140,6 +154,11 @@ class BatchedTaskVectorEnv(VectorEnv):
         """
         raise NotImplementedError
 
+    def _reset_info(self, which: np.ndarray) -> dict[str, np.ndarray]:
+        """Info arrays (over all envs) that a reset reports for the envs in ``which``."""
+        return {}
+
     def _step_envs(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
-        """Step every env; return observations, rewards, terminations and an info dict."""
+        """Step every env; return observations, rewards, terminations and an info dict of arrays
+        over all envs (the base class adds Gymnasium's ``_key`` masks)."""
         raise NotImplementedError

@@ -54,6 +54,8 @@ class TrainConfig:
         checkpoint_every: iterations between checkpoints.
         keep_checkpoints: periodic checkpoints kept (best.pt and last.pt are kept besides).
         eval_tasks: held-out tasks evaluated at the end (0 to skip).
+        eval_every: also evaluate the held-out tasks every this many iterations (0: only at
+            the end); rows go to eval_history.jsonl.
         eval_episodes: episodes per held-out task and adaptation step.
         eval_adapt_steps: adaptation steps in the final evaluation.
         eval_lr: test-time inner learning rate (the training inner lr when None).
@@ -77,6 +79,7 @@ class TrainConfig:
     checkpoint_every: int = 10
     keep_checkpoints: int = 3
     eval_tasks: int = 40
+    eval_every: int = 0
     eval_episodes: int = 20
     eval_adapt_steps: int = 2
     eval_lr: float | None = None
@@ -127,7 +130,7 @@ def check_train_config(cfg: TrainConfig) -> None:
         value = getattr(cfg, name)
         if value < 1:
             raise SystemExit(f"error: --{name.replace('_', '-')} must be >= 1, got {value}")
-    for name in ("eval_tasks", "eval_adapt_steps", "threads"):
+    for name in ("eval_tasks", "eval_adapt_steps", "threads", "eval_every"):
         if getattr(cfg, name) < 0:
             raise SystemExit(f"error: --{name.replace('_', '-')} must be >= 0")
     if cfg.horizon is not None and cfg.horizon < 1:
@@ -233,6 +236,14 @@ def main(argv: list[str] | None = None) -> int:
             print(format_row(row, cfg.iterations), flush=True)
             if (iteration + 1) % cfg.checkpoint_every == 0 or iteration + 1 == cfg.iterations:
                 run.save(iteration + 1, last_good, score=metrics.get("return_after"))
+            done = iteration + 1
+            if (
+                cfg.eval_every
+                and cfg.eval_tasks
+                and done % cfg.eval_every == 0
+                and done < cfg.iterations
+            ):
+                evaluate_held_out(agent, sampler, cfg, run, iteration=done)
     except (KeyboardInterrupt, _Stop):
         path = run.save(last_good["iteration"], last_good)
         print(
@@ -245,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
     if cfg.eval_tasks > 0:
-        evaluate_held_out(agent, sampler, cfg, run)
+        evaluate_held_out(agent, sampler, cfg, run, iteration=cfg.iterations)
     sampler.close()
     return 0
 
@@ -261,8 +272,14 @@ def format_row(row: dict, total: int) -> str:
     )
 
 
-def evaluate_held_out(agent, sampler: MultiTaskSampler, cfg: TrainConfig, run: RunDir) -> dict:
-    """Adapt on held-out tasks (a seed stream distinct from training) and save ``eval.json``."""
+def evaluate_held_out(
+    agent, sampler: MultiTaskSampler, cfg: TrainConfig, run: RunDir, iteration: int
+) -> dict:
+    """Adapt on held-out tasks (a seed stream distinct from training).
+
+    The result goes to ``eval_history.jsonl`` (one row per evaluation) and, after the last
+    iteration, to ``eval.json``.
+    """
     test_rng = np.random.default_rng([cfg.seed, 2])
     tasks = sampler.sample_tasks(cfg.eval_tasks, test_rng)
     save_tasks(str(run.path / "test_tasks.json"), tasks)
@@ -276,7 +293,10 @@ def evaluate_held_out(agent, sampler: MultiTaskSampler, cfg: TrainConfig, run: R
         lr = "learned (Meta-SGD)" if agent.config.meta_sgd else agent.config.inner_lr
     eval_sampler.close()
     rows = []
-    print(f"\nheld-out evaluation: {cfg.eval_tasks} tasks x {cfg.eval_episodes} episodes, lr {lr}")
+    print(
+        f"\nheld-out evaluation after {iteration} iterations: "
+        f"{cfg.eval_tasks} tasks x {cfg.eval_episodes} episodes, lr {lr}"
+    )
     print("  step   mean return   95% CI")
     for step, per_task in enumerate(returns):
         mean = float(per_task.mean())
@@ -288,6 +308,7 @@ def evaluate_held_out(agent, sampler: MultiTaskSampler, cfg: TrainConfig, run: R
         rows.append({"step": step, "mean_return": mean, "ci95": half})
         print(f"  {step:4d}   {mean:11.2f}   ±{half:.2f}")
     result = {
+        "iteration": iteration,
         "tasks": cfg.eval_tasks,
         "episodes_per_task": cfg.eval_episodes,
         "lr": lr,
@@ -295,8 +316,11 @@ def evaluate_held_out(agent, sampler: MultiTaskSampler, cfg: TrainConfig, run: R
         "steps": rows,
         "per_task_returns": returns.tolist(),
     }
-    run.write_json("eval.json", result)
-    print(f"saved {run.path / 'eval.json'}")
+    with open(run.path / "eval_history.jsonl", "a") as f:
+        f.write(json.dumps({k: v for k, v in result.items() if k != "per_task_returns"}) + "\n")
+    if iteration == cfg.iterations:
+        run.write_json("eval.json", result)
+        print(f"saved {run.path / 'eval.json'}")
     return result
 
 
