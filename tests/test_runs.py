@@ -3,14 +3,11 @@
 import json
 import math
 import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from scripts_helpers import interrupt_training, metrics, run_script
 
 import agents.maml_trpo
 import envs  # noqa: F401
@@ -18,7 +15,6 @@ from agents.maml_trpo import MAMLTRPO, MAMLTRPOConfig
 from metarl.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from metarl.rollout import MultiTaskSampler
 
-ROOT = Path(__file__).resolve().parents[1]
 SMALL = [
     "--meta-batch-size",
     "3",
@@ -33,84 +29,41 @@ SMALL = [
 ]
 
 
-def _script(name, *args, timeout=300):
-    cmd = [sys.executable, f"scripts/{name}.py", *args]
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-
-
-def _metrics(run_dir):
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [
-        {k: v for k, v in r.items() if not k.startswith("time") and "per_s" not in k} for r in rows
-    ]
-
-
 @pytest.mark.parametrize("agent", ["maml-trpo", "promp"])
 def test_two_plus_resume_two_equals_four_straight(tmp_path, agent):
     straight, split = tmp_path / "straight", tmp_path / "split"
-    proc = _script("train", *SMALL, "--agent", agent, "--iterations", "4", "--out", str(straight))
+    proc = run_script(
+        "train", *SMALL, "--agent", agent, "--iterations", "4", "--out", str(straight)
+    )
     assert proc.returncode == 0, proc.stderr
-    proc = _script("train", *SMALL, "--agent", agent, "--iterations", "2", "--out", str(split))
+    proc = run_script("train", *SMALL, "--agent", agent, "--iterations", "2", "--out", str(split))
     assert proc.returncode == 0, proc.stderr
     (run_dir,) = split.iterdir()
-    proc = _script("train", "--resume", str(run_dir), "--iterations", "4")
+    proc = run_script("train", "--resume", str(run_dir), "--iterations", "4")
     assert proc.returncode == 0, proc.stderr
     assert "resuming" in proc.stdout
-    expected = _metrics(next(straight.iterdir()))
+    expected = metrics(next(straight.iterdir()))
     assert len(expected) == 4
-    assert _metrics(run_dir) == expected
+    assert metrics(run_dir) == expected
 
 
 def test_sigint_saves_and_the_run_resumes(tmp_path):
-    cmd = [
-        sys.executable,
-        "scripts/train.py",
-        *SMALL,
-        "--iterations",
-        "400",
-        "--out",
-        str(tmp_path),
-    ]
-    proc = subprocess.Popen(
-        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    deadline = time.time() + 120
-    for line in proc.stdout:
-        if line.startswith("iter    2/") or time.time() > deadline:
-            break
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    args = [*SMALL, "--iterations", "400", "--out", str(tmp_path)]
+    code, err = interrupt_training(args, "iter    2/")
+    assert code == 130, err
     assert "interrupted: saved" in err and "--resume" in err
     (run_dir,) = tmp_path.iterdir()
-    state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
-    done = state["iteration"]
+    done = load_checkpoint(run_dir / "checkpoints" / "last.pt")["iteration"]
     assert done >= 2
-    resumed = _script("train", "--resume", str(run_dir), "--iterations", str(done + 1))
+    resumed = run_script("train", "--resume", str(run_dir), "--iterations", str(done + 1))
     assert resumed.returncode == 0, resumed.stderr
-    rows = _metrics(run_dir)
-    assert [r["iteration"] for r in rows] == list(range(done + 1))
+    assert [r["iteration"] for r in metrics(run_dir)] == list(range(done + 1))
 
 
 def test_sigterm_also_saves(tmp_path):
-    cmd = [
-        sys.executable,
-        "scripts/train.py",
-        *SMALL,
-        "--iterations",
-        "400",
-        "--out",
-        str(tmp_path),
-    ]
-    proc = subprocess.Popen(
-        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    for line in proc.stdout:
-        if line.startswith("iter    1/"):
-            break
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and "interrupted: saved" in err
+    args = [*SMALL, "--iterations", "400", "--out", str(tmp_path)]
+    code, err = interrupt_training(args, "iter    1/", signal.SIGTERM)
+    assert code == 130 and "interrupted: saved" in err
 
 
 def test_corrupt_checkpoint_names_the_file_and_the_last_good_one(tmp_path):
@@ -134,9 +87,9 @@ def test_checkpoint_cannot_run_code(tmp_path):
 
 
 def test_resume_and_evaluate_reject_what_is_not_a_run(tmp_path):
-    proc = _script("train", "--resume", str(tmp_path / "nope"))
+    proc = run_script("train", "--resume", str(tmp_path / "nope"))
     assert proc.returncode != 0 and "does not exist" in proc.stderr
-    proc = _script("evaluate", str(tmp_path))
+    proc = run_script("evaluate", str(tmp_path))
     assert proc.returncode != 0 and "not a run folder" in proc.stderr
 
 
@@ -153,10 +106,10 @@ def test_non_finite_loss_never_reaches_the_parameters(monkeypatch):
 
 
 def test_evaluate_and_plot_scripts(tmp_path):
-    proc = _script("train", *SMALL, "--iterations", "2", "--out", str(tmp_path))
+    proc = run_script("train", *SMALL, "--iterations", "2", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     (run_dir,) = tmp_path.iterdir()
-    proc = _script(
+    proc = run_script(
         "evaluate",
         str(run_dir),
         "--tasks",
@@ -176,7 +129,7 @@ def test_evaluate_and_plot_scripts(tmp_path):
     assert (out / "results.csv").read_text().startswith("step,mean_return,ci95")
     assert (out / "tasks.json").is_file() and (out / "task0.gif").is_file()
     # the same tasks can be reused, e.g. by another learner
-    again = _script(
+    again = run_script(
         "evaluate",
         str(run_dir),
         "--tasks",
@@ -194,7 +147,7 @@ def test_evaluate_and_plot_scripts(tmp_path):
     assert json.loads((tmp_path / "again" / "tasks.json").read_text()) == json.loads(
         (out / "tasks.json").read_text()
     )
-    proc = _script("plot", str(run_dir), "--out", str(tmp_path / "curves.png"))
+    proc = run_script("plot", str(run_dir), "--out", str(tmp_path / "curves.png"))
     if "matplotlib" in proc.stderr:
         pytest.skip("matplotlib not installed")
     assert proc.returncode == 0 and (tmp_path / "curves.png").stat().st_size > 1000

@@ -2,12 +2,11 @@
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from scripts_helpers import metrics, run_script
 
 import envs  # noqa: F401
 from agents.maml_trpo import MAMLTRPO, MAMLTRPOConfig
@@ -54,15 +53,7 @@ def test_bad_hyperparameter_is_rejected():
 
 
 def _run(tmp_path, *extra):
-    cmd = [sys.executable, "scripts/train.py", *TINY, "--out", str(tmp_path), *extra]
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
-
-
-def _metrics(run_dir):
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [
-        {k: v for k, v in r.items() if not k.startswith("time") and "per_s" not in k} for r in rows
-    ]
+    return run_script("train", *TINY, "--out", str(tmp_path), *extra)
 
 
 def test_train_script_runs_as_in_the_readme_and_leaves_a_run_folder(tmp_path):
@@ -79,7 +70,7 @@ def test_train_script_runs_as_in_the_readme_and_leaves_a_run_folder(tmp_path):
     ):
         assert (run_dir / name).is_file(), name
     assert (run_dir / "checkpoints" / "last.pt").is_file()
-    assert len(_metrics(run_dir)) == 2
+    assert len(metrics(run_dir)) == 2
     assert "iter    2/2" in proc.stdout and "held-out evaluation" in proc.stdout
     config = json.loads((run_dir / "config.json").read_text())
     assert config["agent_config"]["inner_lr"] == 0.1 and config["train"]["seed"] == 0
@@ -88,11 +79,11 @@ def test_train_script_runs_as_in_the_readme_and_leaves_a_run_folder(tmp_path):
     assert all(math.isfinite(s["mean_return"]) for s in evaluation["steps"])
 
 
-def test_same_seed_same_metrics(tmp_path):
+def test_same_seed_samemetrics(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     assert _run(a, "--eval-tasks", "0").returncode == 0
     assert _run(b, "--eval-tasks", "0").returncode == 0
-    ma, mb = _metrics(next(a.iterdir())), _metrics(next(b.iterdir()))
+    ma, mb = metrics(next(a.iterdir())), metrics(next(b.iterdir()))
     assert ma == mb
     assert ma[0]["return_before"] != ma[1]["return_before"]
 
