@@ -220,20 +220,21 @@ def main(argv: list[str] | None = None) -> int:
             run.log_tasks(iteration, tasks)
             row = {"iteration": iteration, "env_steps_total": sampler.total_steps, **metrics}
             run.log_metrics(row)
+            last_good = snapshot(iteration + 1)
+            print(format_row(row, cfg.iterations), flush=True)
             if metrics.get("rejected_reason") == "non-finite loss or gradient":
                 rejected_in_a_row += 1
                 if rejected_in_a_row >= cfg.max_rejected:
+                    path = run.save(iteration + 1, last_good)
                     print(
-                        f"stopping: {rejected_in_a_row} iterations in a row had non-finite values; "
-                        "lower --inner-lr or --max-kl and resume from the last checkpoint",
+                        f"stopping: {rejected_in_a_row} iterations in a row had non-finite values "
+                        f"(the parameters never took them; saved {path}). Lower --inner-lr or "
+                        f"--max-kl and continue with: python scripts/train.py --resume {run.path}",
                         file=sys.stderr,
                     )
-                    run.save(iteration + 1, snapshot(iteration + 1))
                     return 1
             else:
                 rejected_in_a_row = 0
-            last_good = snapshot(iteration + 1)
-            print(format_row(row, cfg.iterations), flush=True)
             if (iteration + 1) % cfg.checkpoint_every == 0 or iteration + 1 == cfg.iterations:
                 run.save(iteration + 1, last_good, score=metrics.get("return_after"))
             done = iteration + 1

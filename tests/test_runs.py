@@ -105,6 +105,19 @@ def test_non_finite_loss_never_reaches_the_parameters(monkeypatch):
         assert torch.equal(v, before[k])
 
 
+def test_repeated_non_finite_steps_stop_the_run_with_a_clear_message(tmp_path):
+    args = ["--inner-lr", "1e38", "--max-rejected", "2", "--iterations", "5"]
+    proc = run_script("train", *SMALL, *args, "--out", str(tmp_path))
+    assert proc.returncode == 1
+    assert (
+        "2 iterations in a row had non-finite values" in proc.stderr and "--resume" in proc.stderr
+    )
+    (run_dir,) = tmp_path.iterdir()
+    rows = metrics(run_dir)
+    assert len(rows) == 2 and all(r["rejected_reason"] for r in rows)
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["iteration"] == 2
+
+
 def test_evaluate_and_plot_scripts(tmp_path):
     proc = run_script("train", *SMALL, "--iterations", "2", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
