@@ -79,7 +79,15 @@ def test_train_script_runs_as_in_the_readme_and_leaves_a_run_folder(tmp_path):
     assert all(math.isfinite(s["mean_return"]) for s in evaluation["steps"])
 
 
-def test_same_seed_samemetrics(tmp_path):
+def test_periodic_held_out_evaluation(tmp_path):
+    assert _run(tmp_path, "--eval-every", "1").returncode == 0
+    (run_dir,) = tmp_path.iterdir()
+    lines = (run_dir / "eval_history.jsonl").read_text().splitlines()
+    assert [json.loads(line)["iteration"] for line in lines] == [1, 2]
+    assert json.loads((run_dir / "eval.json").read_text())["iteration"] == 2
+
+
+def test_same_seed_same_metrics(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     assert _run(a, "--eval-tasks", "0").returncode == 0
     assert _run(b, "--eval-tasks", "0").returncode == 0
