@@ -8,13 +8,15 @@ it is silenced here. Only the pieces that our tests show to be right are re-expo
 * ``hessian_vector_product``: Pearlmutter's Hessian-vector product
   (``tests/test_trpo.py::test_fisher_vector_product_matches_explicit_fisher``).
 
-Pieces we do *not* use, and why (each has a test that documents the defect):
+Pieces we do *not* use, and why (tests in ``tests/test_trpo.py`` and ``tests/test_returns.py``
+document each):
 
 * ``cherry.algorithms.trpo.conjugate_gradient`` aliases ``r``, ``p`` and ``b`` and updates them in
   place, so it overwrites its input ``b`` and converges to a wrong solution; see
   :func:`metarl.trpo.conjugate_gradient`.
 * ``cherry.td.discount`` allocates a batch-sized accumulator per step (quadratic in the horizon)
-  and has no notion of truncation; see :mod:`metarl.returns`.
+  and treats every ``done`` as terminal, so a time limit cannot be bootstrapped; see
+  :mod:`metarl.returns`.
 * ``cherry.models.robotics.LinearValue`` counts its time feature over the whole flattened batch
   instead of per episode; see :mod:`metarl.baselines`.
 """

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from metarl._cherry import cherry
 from metarl.baselines import LinearFeatureBaseline
 from metarl.returns import discounted_returns, gae, normalize
 
@@ -104,3 +105,21 @@ def test_baseline_fits_each_task_separately_and_ignores_padding():
     values = base.fit_predict(obs, targets, mask)
     # an exact linear target is recovered (up to the conditioning of the cubic time features)
     torch.testing.assert_close(values, targets * mask, atol=1e-4, rtol=1e-4)
+
+
+def test_cherry_linear_value_counts_time_over_the_whole_batch_which_is_why_we_have_our_own():
+    # two episodes of 5 steps, flattened as cherry expects: its time feature runs 0..9
+    states = torch.zeros(10, 3)
+    theirs = cherry.models.robotics.LinearValue(3)._features(states)
+    ours = LinearFeatureBaseline.features(states.reshape(2, 5, 3), torch.arange(5).expand(2, 5))
+    assert theirs[5, 6].item() == pytest.approx(0.05)  # step 0 of episode 2 counted as t = 5
+    assert ours[1, 0, 6].item() == 0.0
+
+
+def test_cherry_discount_has_no_truncation_and_ours_bootstraps():
+    rewards = torch.ones(4, 1)
+    dones = torch.tensor([[0.0], [0.0], [0.0], [1.0]])  # a time limit, reported as done
+    theirs = cherry.td.discount(0.5, rewards, dones)
+    ours = discounted_returns(rewards.T, torch.ones(1, 4), 0.5, bootstrap=torch.tensor([2.0]))
+    assert theirs[-1].item() == 1.0  # cherry can only treat the cut as terminal
+    assert ours[0, -1].item() == 2.0  # 1 + 0.5 * V(s_4)
