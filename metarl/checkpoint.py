@@ -57,10 +57,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises several types for truncated / foreign files
-        others = sorted(
-            (p for p in path.parent.glob("*.pt") if p != path), key=lambda p: p.stat().st_mtime
-        )
-        hint = f"; the most recent other checkpoint is {others[-1]}" if others else ""
+        good = _last_good(path)
+        hint = f"; the last good checkpoint is {good}" if good else ""
         raise CheckpointError(
             f"checkpoint {path} is corrupt or not a metarl checkpoint ({type(err).__name__}: "
             f"{str(err).splitlines()[0] if str(err) else ''}){hint}"
@@ -68,3 +66,17 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not isinstance(state, dict) or "agent" not in state:
         raise CheckpointError(f"{path} is not a metarl checkpoint (no agent state)")
     return state
+
+
+def _last_good(broken: Path) -> Path | None:
+    """The newest other checkpoint in ``broken``'s folder that loads (periodic ones first)."""
+    others = [p for p in broken.parent.glob("*.pt") if p != broken]
+    periodic = sorted((p for p in others if p.name.startswith("iter_")), reverse=True)
+    rest = sorted((p for p in others if p not in periodic), key=lambda p: p.stat().st_mtime)
+    for candidate in [*periodic, *reversed(rest)]:
+        try:
+            torch.load(candidate, map_location="cpu", weights_only=True)
+        except Exception:
+            continue
+        return candidate
+    return None

@@ -28,10 +28,11 @@ import torch
 
 import envs  # noqa: F401  (registers the bundled task envs)
 from agents import AGENTS, get_agent
+from metarl.checkpoint import CheckpointError
 from metarl.cli import add_dataclass_arguments, dataclass_from_args
 from metarl.rollout import MultiTaskSampler
 from metarl.runlog import RunDir
-from metarl.tasks import make_task_env, save_tasks
+from metarl.tasks import save_tasks
 
 
 @dataclasses.dataclass
@@ -172,7 +173,6 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(cfg.device)
     agent_cls, _ = get_agent(cfg.agent)
     try:
-        make_task_env(cfg.env).close()
         sampler = MultiTaskSampler(
             cfg.env,
             cfg.meta_batch_size,
@@ -190,7 +190,10 @@ def main(argv: list[str] | None = None) -> int:
     start_iteration = 0
     if cfg.resume:
         run = RunDir.open(cfg.resume, cfg.keep_checkpoints)
-        state = run.load("last")
+        try:
+            state = run.load("last")
+        except CheckpointError as err:
+            raise SystemExit(f"error: cannot resume: {err}") from err
         agent.load_state_dict(state["agent"])
         task_rng.bit_generator.state = state["task_rng"]
         start_iteration = int(state["iteration"])

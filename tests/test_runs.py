@@ -70,9 +70,21 @@ def test_corrupt_checkpoint_names_the_file_and_the_last_good_one(tmp_path):
     good = save_checkpoint(tmp_path / "iter_000001.pt", {"agent": {"x": torch.ones(2)}})
     bad = tmp_path / "last.pt"
     bad.write_bytes(good.read_bytes()[:40])
-    with pytest.raises(CheckpointError, match=r"last\.pt is corrupt.*iter_000001\.pt"):
+    with pytest.raises(
+        CheckpointError, match=r"last\.pt is corrupt.*last good checkpoint is .*iter_000001\.pt"
+    ):
         load_checkpoint(bad)
     assert load_checkpoint(good)["agent"]["x"].sum() == 2
+
+
+def test_resume_from_a_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    assert run_script("train", *SMALL, "--iterations", "1", "--out", str(tmp_path)).returncode == 0
+    (run_dir,) = tmp_path.iterdir()
+    last = run_dir / "checkpoints" / "last.pt"
+    last.write_bytes(last.read_bytes()[:100])
+    proc = run_script("train", "--resume", str(run_dir), "--iterations", "2")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "last.pt is corrupt" in proc.stderr and "iter_000001.pt" in proc.stderr
 
 
 def test_checkpoint_cannot_run_code(tmp_path):
