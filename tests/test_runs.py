@@ -130,6 +130,9 @@ def test_repeated_non_finite_steps_stop_the_run_with_a_clear_message(tmp_path):
     assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["iteration"] == 2
 
 
+EVAL_SMALL = ["--tasks", "3", "--episodes", "2"]
+
+
 def test_evaluate_and_plot_scripts(tmp_path):
     proc = run_script("train", *SMALL, "--iterations", "2", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
@@ -137,10 +140,7 @@ def test_evaluate_and_plot_scripts(tmp_path):
     proc = run_script(
         "evaluate",
         str(run_dir),
-        "--tasks",
-        "3",
-        "--episodes",
-        "2",
+        *EVAL_SMALL,
         "--adapt-steps",
         "2",
         "--video",
@@ -157,10 +157,7 @@ def test_evaluate_and_plot_scripts(tmp_path):
     again = run_script(
         "evaluate",
         str(run_dir),
-        "--tasks",
-        "3",
-        "--episodes",
-        "2",
+        *EVAL_SMALL,
         "--adapt-steps",
         "0",
         "--tasks-file",
