@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from metarl.baselines import LinearFeatureBaseline
+from metarl.evaluation import AdaptationResult, adaptation_lrs, evaluate_adaptation
 from metarl.maml import Params, adapt_params, detach_params, is_per_task, per_task
 from metarl.policies import CategoricalMLPPolicy, GaussianMLPPolicy, Policy
 from metarl.returns import discounted_returns, gae, normalize
@@ -263,14 +264,14 @@ class MetaAgent:
         self,
         episodes: Episodes,
         params: Mapping[str, Tensor] | None = None,
-        lr: float | None = None,
+        lr: float | Mapping[str, Tensor] | None = None,
     ) -> Params:
         """One inner step on ``episodes``, without a graph (for evaluation and deployment).
 
         Args:
             episodes: episodes of every task, sampled with ``params``.
             params: shared or per-task parameters to start from (the policy's own by default).
-            lr: learning rate (:meth:`inner_lr` by default).
+            lr: learning rate, or per-parameter rates (:meth:`test_lr` by default).
 
         Returns:
             Detached per-task adapted parameters ``[T, ...]``.
@@ -284,8 +285,7 @@ class MetaAgent:
                 start = per_task(start, episodes.num_tasks)
             loss = self.inner_loss(episodes, start, targets)
             if lr is None:
-                lr = self.inner_lr()
-                lr = {k: v.detach() for k, v in lr.items()} if isinstance(lr, dict) else lr
+                lr = self.test_lr()
             adapted = adapt_params(loss, start, lr, first_order=True)
         return detach_params(adapted)
 
@@ -339,36 +339,30 @@ class MetaAgent:
         sampler: MultiTaskSampler,
         tasks: Sequence[Task],
         adapt_steps: int,
-        lrs: Sequence[float | None] | None = None,
-    ) -> tuple[np.ndarray, Params | None]:
-        """Mean return of every task before and after each of ``adapt_steps`` adaptation steps.
+        lr: float | None = None,
+        later_lr_scale: float = 0.5,
+    ) -> AdaptationResult:
+        """Returns on held-out ``tasks`` before and after each of ``adapt_steps`` steps.
 
-        Each step samples ``sampler.episodes_per_task`` fresh episodes with the current adapted
-        policy and takes one inner step on them.
+        The literature's protocol (:mod:`metarl.evaluation`): fresh episodes every step, the
+        first step at ``lr``, later steps at ``lr * later_lr_scale``.
 
         Args:
             sampler: a sampler sized for ``len(tasks)`` tasks.
             tasks: held-out tasks.
             adapt_steps: number of adaptation steps ``K``.
-            lrs: learning rate of each step; ``None`` (or a ``None`` entry) uses
-                :meth:`inner_lr` (Meta-SGD's learned rates when enabled).
-
-        Returns:
-            ``[K + 1, len(tasks)]`` array of per-task mean episode returns, and the per-task
-            adapted parameters after the last step (``None`` when ``K = 0``).
+            lr: first-step learning rate; ``None`` uses the training inner lr (Meta-SGD: the
+                learned rates).
+            later_lr_scale: factor of the learning rate of steps 2..K.
         """
-        if lrs is None:
-            lrs = [None] * adapt_steps
-        if len(lrs) != adapt_steps:
-            raise ValueError(f"need {adapt_steps} learning rates, got {len(lrs)}")
-        params: Params | None = None
-        out = []
-        for step in range(adapt_steps + 1):
-            episodes = sampler.sample(self.policy, tasks, params)
-            out.append(episodes.episode_returns().mean(1).cpu().numpy())
-            if step < adapt_steps:
-                params = self.adapt(episodes, params, lrs[step])
-        return np.stack(out), params
+        first = self.test_lr() if lr is None else lr
+        lrs = adaptation_lrs(first, adapt_steps, later_lr_scale)
+        return evaluate_adaptation(self, sampler, tasks, lrs)
+
+    def test_lr(self) -> float | dict[str, Tensor]:
+        """The inner learning rate without a graph (Meta-SGD: detached learned rates)."""
+        lr = self.inner_lr()
+        return {k: v.detach() for k, v in lr.items()} if isinstance(lr, dict) else lr
 
     # -- learning ------------------------------------------------------------------------------
 

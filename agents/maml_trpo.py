@@ -7,8 +7,9 @@ One meta-iteration (Finn et al. 2017, section 5.3):
 2. sample episodes of every task with its adapted policy;
 3. outer step: the importance-sampled surrogate of the post-adaptation episodes through the
    adaptation graph; conjugate gradient on the Hessian of the mean KL between the adapted policies
-   before and after the step (Fisher-vector products on a subsample of the episodes, as rllab's
-   TRPO does); a backtracking line search accepts a step only if the surrogate improves and the
+   before and after the step (Fisher-vector products on a subsample of the tasks, each adapted
+   exactly as for the gradient; rllab's TRPO subsamples its Fisher data too); a backtracking
+   line search accepts a step only if the surrogate improves and the
    mean KL stays within ``max_kl``, and restores the parameters otherwise.
 
 References:
@@ -47,8 +48,8 @@ class MAMLTRPOConfig(AgentConfig):
         cg_damping: damping added to the Fisher-vector products.
         line_search_steps: candidate step sizes tried.
         line_search_backtrack: shrink factor between candidates.
-        fisher_subsample: fraction of each task's episodes used for Fisher-vector products
-            (1.0: all). The line search still checks the KL on every episode.
+        fisher_subsample: fraction of the tasks whose episodes give the Fisher-vector products
+            (1.0: all). The line search still checks the KL on every task and episode.
     """
 
     max_kl: float = 0.01
@@ -145,18 +146,20 @@ class MAMLTRPO(MetaAgent):
     def _fisher(
         self, batches: Sequence[tuple[Episodes, Tensor]], post: Episodes, old: Mapping[str, Tensor]
     ):
-        """Fisher-vector product of the adapted policies' KL, on a subsample of episodes."""
-        cfg = self.config
-        num = post.episodes_per_task
-        keep = max(1, round(num * cfg.fisher_subsample))
+        """Fisher-vector product of the adapted policies' KL, on a subsample of the tasks.
+
+        Each kept task is re-adapted on all its pre-adaptation episodes, so its curvature is taken
+        at exactly the adapted policy the gradient was taken at. (Subsampling episodes instead
+        would re-adapt on fewer episodes and move the adapted policy itself; keeping every task's
+        full adaptation graph costs about three times the whole outer step.)
+        """
+        num = post.num_tasks
+        keep = max(1, round(num * self.config.fisher_subsample))
         if keep < num:
-            idx = torch.as_tensor(
-                sorted(self.rng.choice(num, keep, replace=False)), device=self.device
-            )
-            batches = [(ep.select(idx), adv[:, idx]) for ep, adv in batches]
-            post = post.select(idx)
-        theta = self.policy.params()
-        adapted = self.adapt_on(theta, batches, create_graph=True)
-        old_sub = self.adapt_on(theta, batches, create_graph=False) if keep < num else old
-        kl = self._kl(detach_params(old_sub), adapted, post)
+            idx = sorted(self.rng.choice(num, keep, replace=False).tolist())
+            batches = [(ep.select_tasks(idx), targets[idx]) for ep, targets in batches]
+            post = post.select_tasks(idx)
+            old = {k: v[idx] for k, v in old.items()}
+        adapted = self.adapt_on(self.policy.params(), batches, create_graph=True)
+        kl = self._kl(detach_params(old), adapted, post)
         return fisher_vector_product(kl, self.outer_parameters(), self.config.cg_damping)

@@ -22,7 +22,33 @@ from torch import Tensor
 from metarl.policies import Policy
 from metarl.tasks import Task, make_task_env, make_task_vec
 
-__all__ = ["Episodes", "MultiTaskSampler"]
+__all__ = ["Episodes", "MultiTaskSampler", "env_actions"]
+
+
+def env_actions(space: gym.Space, actions: np.ndarray, normalized: bool = False) -> np.ndarray:
+    """The actions the env steps with, from the policy's actions.
+
+    A Box action is clipped to the space before stepping, as SB3 and CleanRL do, so costs on
+    the action (HalfCheetah's control cost) see what the actuators see; the episodes keep the
+    policy's unclipped sample, whose log-probability the learners use. With ``normalized`` the
+    policy acts in ``[-1, 1]`` per dimension, mapped affinely onto a finite Box's bounds first
+    (rllab's ``normalize`` wrapper, which MAML's experiments used): Particles2D's ``±0.1`` would
+    otherwise leave most samples of an initial unit-std policy clipped.
+
+    Args:
+        space: the env's single action space.
+        actions: ``[N, ...]`` policy actions.
+        normalized: map ``[-1, 1]`` onto the bounds (finite Boxes only) before clipping.
+
+    Returns:
+        ``[N, ...]`` actions inside ``space`` (discrete actions are returned as they are).
+    """
+    if not isinstance(space, gym.spaces.Box):
+        return actions
+    low, high = space.low, space.high
+    if normalized and np.all(np.isfinite(low)) and np.all(np.isfinite(high)):
+        actions = low + (actions + 1.0) * 0.5 * (high - low)
+    return np.clip(actions, low, high).astype(space.dtype, copy=False)
 
 
 @dataclasses.dataclass
@@ -89,6 +115,16 @@ class Episodes:
         }
         return dataclasses.replace(self, **moved)
 
+    def select_tasks(self, tasks: Sequence[int]) -> Episodes:
+        """The episodes of some tasks only (dimension 0), in the order given."""
+        index = torch.as_tensor(list(tasks), device=self.rewards.device)
+        picked = {
+            f.name: getattr(self, f.name)[index]
+            for f in dataclasses.fields(self)
+            if isinstance(getattr(self, f.name), Tensor)
+        }
+        return dataclasses.replace(self, **picked, tasks=[self.tasks[i] for i in tasks])
+
     def select(self, episodes: Tensor | slice | Sequence[int]) -> Episodes:
         """The same tasks restricted to some episode indices (dimension 1)."""
         picked = {
@@ -126,6 +162,8 @@ class MultiTaskSampler:
             default: the per-step policy call is small, and torch's spinning OpenMP threads would
             take the cores from the env's own (e.g. MuJoCo's) worker threads, which costs up to
             5x on a 2-core machine.
+        normalize_actions: the policy acts in ``[-1, 1]``, mapped onto the action space's
+            bounds (see :func:`env_actions`); actions are clipped to the space either way.
 
     Raises:
         ValueError: for non-positive sizes or a missing horizon.
@@ -143,6 +181,7 @@ class MultiTaskSampler:
         env_kwargs: Mapping | None = None,
         vector_kwargs: Mapping | None = None,
         sampling_threads: int | None = 1,
+        normalize_actions: bool = False,
     ) -> None:
         for name, value in (("num_tasks", num_tasks), ("episodes_per_task", episodes_per_task)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -151,6 +190,7 @@ class MultiTaskSampler:
         self.env_kwargs = dict(env_kwargs or {})
         self.vector_kwargs = dict(vector_kwargs or {})
         self.sampling_threads = sampling_threads
+        self.normalize_actions = normalize_actions
         self.vectorization_mode = vectorization_mode
         self.device = torch.device(device)
         self.num_tasks = num_tasks
@@ -191,6 +231,7 @@ class MultiTaskSampler:
             env_kwargs=self.env_kwargs,
             vector_kwargs=self.vector_kwargs,
             sampling_threads=self.sampling_threads,
+            normalize_actions=self.normalize_actions,
         )
 
     def state_dict(self) -> dict:
@@ -261,6 +302,7 @@ class MultiTaskSampler:
                 actions[:, :, t] = a
                 log_probs[:, :, t] = logp
                 a_np = a.reshape(n, *act_shape).cpu().numpy()
+                a_np = env_actions(self.action_space, a_np, self.normalize_actions)
                 obs, r, term, trunc, _ = self.vec.step(a_np)
                 mask[alive, t] = 1.0
                 rewards[alive, t] = r[alive]

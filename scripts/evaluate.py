@@ -27,7 +27,8 @@ import envs  # noqa: F401  (registers the bundled task envs)
 from agents import make_agent
 from metarl.checkpoint import CheckpointError
 from metarl.cli import add_dataclass_arguments, dataclass_from_args
-from metarl.rollout import MultiTaskSampler
+from metarl.evaluation import HELD_OUT_SAMPLER_SEED_OFFSET, held_out_tasks
+from metarl.rollout import MultiTaskSampler, env_actions
 from metarl.runlog import RunDir, RunDirError
 from metarl.tasks import load_tasks, save_tasks
 
@@ -44,8 +45,8 @@ class EvalConfig:
         episodes: episodes per task for each step.
         lr: learning rate of the first step (the run's inner lr when None; Meta-SGD runs use
             their learned rates).
-        later_lr_scale: the learning rate of steps 2..K is lr times this (the MAML paper
-            uses 0.5).
+        later_lr_scale: the learning rate of steps 2..K is the first step's times this (the
+            MAML paper's protocol: 0.5), whether the first comes from --lr or from the run.
         seed: seed of the held-out task draw, env resets and action noise.
         device: cpu, cuda or auto.
         video: record this many episodes of the adapted policy on the first tasks (GIF files).
@@ -58,18 +59,11 @@ class EvalConfig:
     adapt_steps: int = 3
     episodes: int = 20
     lr: float | None = None
-    later_lr_scale: float = 1.0
+    later_lr_scale: float = 0.5
     seed: int = 0
     device: str = "cpu"
     video: int = 0
     out: str | None = None
-
-
-def confidence_interval(values: np.ndarray) -> float:
-    """Half-width of the normal-approximation 95% confidence interval of the mean."""
-    if len(values) < 2:
-        return 0.0
-    return float(1.96 * values.std(ddof=1) / np.sqrt(len(values)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--adapt-steps and --video must be >= 0")
     if cfg.lr is not None and not cfg.lr > 0:
         parser.error("--lr must be positive")
+    if not cfg.later_lr_scale > 0:
+        parser.error("--later-lr-scale must be positive")
     try:
         run = RunDir.open(args.run)
         state = run.load(cfg.checkpoint)
@@ -101,7 +97,6 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --device cuda asked for, but torch sees no CUDA device", file=sys.stderr)
         return 2
 
-    tasks_rng = np.random.default_rng([cfg.seed, 2])  # training draws from [seed, 1]
     sampler = MultiTaskSampler(
         train["env"],
         cfg.tasks,
@@ -109,45 +104,40 @@ def main(argv: list[str] | None = None) -> int:
         horizon=train["horizon"],
         vectorization_mode=train["vectorization_mode"],
         device=cfg.device,
-        seed=cfg.seed + 10_000,
+        seed=cfg.seed + HELD_OUT_SAMPLER_SEED_OFFSET,
+        # runs saved before actions were normalized acted in the env's own units
+        normalize_actions=train.get("normalize_actions", False),
     )
     if cfg.tasks_file:
         tasks = load_tasks(cfg.tasks_file)
         if len(tasks) != cfg.tasks:
             sampler.close()
-            sampler = sampler.resized(len(tasks), cfg.episodes, seed=cfg.seed + 10_000)
+            sampler = sampler.resized(
+                len(tasks), cfg.episodes, seed=cfg.seed + HELD_OUT_SAMPLER_SEED_OFFSET
+            )
     else:
-        tasks = sampler.sample_tasks(cfg.tasks, tasks_rng)
+        tasks = held_out_tasks(sampler, cfg.tasks, cfg.seed)
     agent = make_agent(train["agent"], sampler, saved["agent_config"], seed=train["seed"])
     agent.load_policy_state(state["agent"])
-    lrs = [
-        cfg.lr if k == 0 or cfg.lr is None else cfg.lr * cfg.later_lr_scale
-        for k in range(cfg.adapt_steps)
-    ]
-    returns, params = agent.evaluate(sampler, tasks, cfg.adapt_steps, lrs)
+    evaluation = agent.evaluate(sampler, tasks, cfg.adapt_steps, cfg.lr, cfg.later_lr_scale)
+    params = evaluation.params
 
     name = Path(cfg.checkpoint).stem if cfg.checkpoint not in ("best", "last") else cfg.checkpoint
     out = Path(cfg.out) if cfg.out else run.path / "eval" / f"{name}-seed{cfg.seed}"
     out.mkdir(parents=True, exist_ok=True)
     save_tasks(str(out / "tasks.json"), tasks)
-    rows = [
-        {"step": k, "mean_return": float(r.mean()), "ci95": confidence_interval(r)}
-        for k, r in enumerate(returns)
-    ]
+    rows = evaluation.rows()
     print(
         f"{train['agent']} on {train['env']}, checkpoint {cfg.checkpoint} "
         f"(iteration {state['iteration']}): {len(tasks)} held-out tasks x {cfg.episodes} episodes"
     )
-    print("  step   mean return   95% CI")
-    for row in rows:
-        print(f"  {row['step']:4d}   {row['mean_return']:11.2f}   ±{row['ci95']:.2f}")
+    print(evaluation.table())
     result = {
         "run": str(run.path),
         "checkpoint": cfg.checkpoint,
         "iteration": state["iteration"],
         "config": dataclasses.asdict(cfg),
-        "steps": rows,
-        "per_task_returns": returns.tolist(),
+        **evaluation.to_json(),
     }
     (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     with open(out / "results.csv", "w", newline="") as f:
@@ -156,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         writer.writerows(rows)
     plot_steps(rows, out / "returns.png", f"{train['agent']} on {train['env']}")
     if cfg.video:
-        record_videos(agent, train["env"], tasks, params, cfg.video, out, cfg.seed)
+        record_videos(agent, train, tasks, params, cfg.video, out, cfg.seed)
     sampler.close()
     print(f"saved {out}")
     return 0
@@ -187,8 +177,9 @@ def plot_steps(rows: list[dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def record_videos(agent, env_id, tasks, params, count, out: Path, seed: int) -> None:
+def record_videos(agent, train: dict, tasks, params, count, out: Path, seed: int) -> None:
     """Render ``count`` episodes of the adapted policy (one per task, first tasks) as GIFs."""
+    env_id = train["env"]
     try:
         env = gym.make(env_id, render_mode="rgb_array")
     except Exception as err:
@@ -205,7 +196,10 @@ def record_videos(agent, env_id, tasks, params, count, out: Path, seed: int) -> 
             while not done:
                 with torch.no_grad():
                     o = torch.as_tensor(obs, dtype=torch.float32, device=agent.device)
-                    action = agent.policy(o.unsqueeze(0), own).mean[0].cpu().numpy()
+                    action = agent.policy(o.unsqueeze(0), own).mean.cpu().numpy()
+                action = env_actions(
+                    env.action_space, action, train.get("normalize_actions", False)
+                )[0]
                 obs, _, terminated, truncated, _ = env.step(action)
                 frames.append(env.render())
                 done = terminated or truncated

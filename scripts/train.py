@@ -1,7 +1,8 @@
 """Meta-train an agent on a task distribution.
 
     python scripts/train.py                                   # MAML-TRPO on Particles2D
-    python scripts/train.py --env metarl/HalfCheetahDir-v0 --meta-batch-size 40
+    python scripts/train.py --config configs/maml-trpo/halfcheetah-dir.toml
+    python scripts/train.py --config configs/promp/particles2d.toml --seed 1   # flags override
     python scripts/train.py --resume runs/<run-folder>         # continue a stopped run
 
 Writes a run folder (``--out``, default ``runs/``) with the resolved config, the train task sets,
@@ -29,7 +30,13 @@ import torch
 import envs  # noqa: F401  (registers the bundled task envs)
 from agents import AGENTS, get_agent
 from metarl.checkpoint import CheckpointError
-from metarl.cli import add_dataclass_arguments, dataclass_from_args
+from metarl.cli import (
+    ConfigFileError,
+    add_dataclass_arguments,
+    dataclass_from_args,
+    load_config_file,
+)
+from metarl.evaluation import HELD_OUT_SAMPLER_SEED_OFFSET, held_out_tasks
 from metarl.rollout import MultiTaskSampler
 from metarl.runlog import RunDir
 from metarl.tasks import save_tasks
@@ -52,6 +59,8 @@ class TrainConfig:
         vectorization_mode: vector env kind: vector_entry_point (the env's batched
             implementation, the default when it has one), sync or async.
         imports: modules to import before making the env (modules that register your own envs).
+        normalize_actions: the policy acts in [-1, 1], mapped onto the env's action bounds (as
+            rllab's normalize wrapper); actions are clipped to the action space either way.
         checkpoint_every: iterations between checkpoints.
         keep_checkpoints: periodic checkpoints kept (best.pt and last.pt are kept besides).
         eval_tasks: held-out tasks evaluated at the end (0 to skip).
@@ -59,7 +68,10 @@ class TrainConfig:
             the end); rows go to eval_history.jsonl.
         eval_episodes: episodes per held-out task and adaptation step.
         eval_adapt_steps: adaptation steps in the final evaluation.
-        eval_lr: test-time inner learning rate (the training inner lr when None).
+        eval_lr: test-time learning rate of the first adaptation step (the training inner lr
+            when None; Meta-SGD: the learned rates).
+        eval_later_lr_scale: later adaptation steps use the first step's rate times this (the
+            MAML paper's protocol: 0.5).
         threads: torch CPU threads (0: torch's default).
         max_rejected: stop after this many consecutive iterations whose step was rejected
             because of non-finite values.
@@ -77,6 +89,7 @@ class TrainConfig:
     out: str = "runs"
     vectorization_mode: str | None = None
     imports: tuple[str, ...] = ()
+    normalize_actions: bool = True
     checkpoint_every: int = 10
     keep_checkpoints: int = 3
     eval_tasks: int = 40
@@ -84,6 +97,7 @@ class TrainConfig:
     eval_episodes: int = 20
     eval_adapt_steps: int = 2
     eval_lr: float | None = None
+    eval_later_lr_scale: float = 0.5
     threads: int = 0
     max_rejected: int = 5
     resume: str | None = None
@@ -92,22 +106,39 @@ class TrainConfig:
 def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, object]:
     """Parse the command line into the script config and the agent config."""
     pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--agent", default=TrainConfig.agent)
+    pre.add_argument("--agent", default=None)
     pre.add_argument("--resume", default=None)
+    pre.add_argument("--config", default=None)
     known, _ = pre.parse_known_args(argv)
     saved: dict = {}
+    from_file: dict = {}
     if known.resume:
+        if known.config:
+            raise SystemExit("error: --resume uses the run's saved config; drop --config")
         saved = RunDir.open(known.resume).config()
         known.agent = saved["train"]["agent"]
+    elif known.config:
+        # The agent decides which keys are valid: take it from the flag, else from the file.
+        agents_in_file = load_config_file(known.config, [TrainConfig, *_agent_configs()])
+        agent_name = known.agent or agents_in_file.get("agent", TrainConfig.agent)
+        _, agent_config_cls = get_agent(agent_name)
+        from_file = load_config_file(known.config, [TrainConfig, agent_config_cls])
+    known.agent = known.agent or from_file.get("agent", TrainConfig.agent)
     _, agent_config_cls = get_agent(known.agent)
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
         epilog=f"agents: {', '.join(sorted(AGENTS))}; run with --agent NAME --help for its options",
     )
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="a TOML file of options (configs/<agent>/<env>.toml); flags given too override it",
+    )
     add_dataclass_arguments(parser, TrainConfig, "training")
     add_dataclass_arguments(parser, agent_config_cls, f"agent ({known.agent})")
     if saved:
         parser.set_defaults(**saved["train"], **saved["agent_config"])
+    parser.set_defaults(**from_file)
     args = parser.parse_args(argv)
     if known.resume:
         args.resume = known.resume
@@ -115,6 +146,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, object]:
     agent_config = dataclass_from_args(agent_config_cls, args)
     check_train_config(train)
     return train, agent_config
+
+
+def _agent_configs() -> list[type]:
+    return [config_cls for _, config_cls in AGENTS.values()]
 
 
 def check_train_config(cfg: TrainConfig) -> None:
@@ -138,6 +173,10 @@ def check_train_config(cfg: TrainConfig) -> None:
         raise SystemExit(f"error: --horizon must be >= 1, got {cfg.horizon}")
     if cfg.eval_lr is not None and not cfg.eval_lr > 0:
         raise SystemExit(f"error: --eval-lr must be positive, got {cfg.eval_lr}")
+    if not cfg.eval_later_lr_scale > 0:
+        raise SystemExit(
+            f"error: --eval-later-lr-scale must be positive, got {cfg.eval_later_lr_scale}"
+        )
     if cfg.device not in ("cpu", "cuda", "auto") and not cfg.device.startswith("cuda:"):
         raise SystemExit(f"error: --device must be cpu, cuda, cuda:N or auto, got {cfg.device!r}")
 
@@ -164,7 +203,7 @@ def _on_sigterm(signum, frame):
 def main(argv: list[str] | None = None) -> int:
     try:
         cfg, agent_cfg = parse_args(argv)
-    except ValueError as err:
+    except (ValueError, ConfigFileError) as err:
         raise SystemExit(f"error: {err}") from err
     for module in cfg.imports:
         importlib.import_module(module)
@@ -181,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
             vectorization_mode=cfg.vectorization_mode,
             device=device,
             seed=cfg.seed,
+            normalize_actions=cfg.normalize_actions,
         )
         agent = agent_cls(sampler, agent_cfg, seed=cfg.seed)
     except (ValueError, TypeError, gym.error.Error) as err:  # bad env id / contract / setting
@@ -279,53 +319,32 @@ def format_row(row: dict, total: int) -> str:
 def evaluate_held_out(
     agent, sampler: MultiTaskSampler, cfg: TrainConfig, run: RunDir, iteration: int
 ) -> dict:
-    """Adapt on held-out tasks (a seed stream distinct from training).
+    """Adapt on the held-out tasks of :func:`metarl.evaluation.held_out_tasks`.
 
     The result goes to ``eval_history.jsonl`` (one row per evaluation) and, after the last
     iteration, to ``eval.json``.
     """
-    test_rng = np.random.default_rng([cfg.seed, 2])
-    tasks = sampler.sample_tasks(cfg.eval_tasks, test_rng)
+    tasks = held_out_tasks(sampler, cfg.eval_tasks, cfg.seed)
     save_tasks(str(run.path / "test_tasks.json"), tasks)
-    eval_sampler = sampler.resized(cfg.eval_tasks, cfg.eval_episodes, seed=cfg.seed + 10_000)
-    lr = cfg.eval_lr  # None: the agent's own inner lr (Meta-SGD: its learned rates)
-    started = time.perf_counter()
-    returns, _ = agent.evaluate(
-        eval_sampler, tasks, cfg.eval_adapt_steps, [lr] * cfg.eval_adapt_steps
+    eval_sampler = sampler.resized(
+        cfg.eval_tasks, cfg.eval_episodes, seed=cfg.seed + HELD_OUT_SAMPLER_SEED_OFFSET
     )
-    if lr is None:
-        lr = "learned (Meta-SGD)" if agent.config.meta_sgd else agent.config.inner_lr
+    started = time.perf_counter()
+    result = agent.evaluate(
+        eval_sampler, tasks, cfg.eval_adapt_steps, cfg.eval_lr, cfg.eval_later_lr_scale
+    )
     eval_sampler.close()
-    rows = []
     print(
         f"\nheld-out evaluation after {iteration} iterations: "
-        f"{cfg.eval_tasks} tasks x {cfg.eval_episodes} episodes, lr {lr}"
+        f"{cfg.eval_tasks} tasks x {cfg.eval_episodes} episodes\n{result.table()}"
     )
-    print("  step   mean return   95% CI")
-    for step, per_task in enumerate(returns):
-        mean = float(per_task.mean())
-        half = (
-            float(1.96 * per_task.std(ddof=1) / np.sqrt(len(per_task)))
-            if len(per_task) > 1
-            else 0.0
-        )
-        rows.append({"step": step, "mean_return": mean, "ci95": half})
-        print(f"  {step:4d}   {mean:11.2f}   ±{half:.2f}")
-    result = {
-        "iteration": iteration,
-        "tasks": cfg.eval_tasks,
-        "episodes_per_task": cfg.eval_episodes,
-        "lr": lr,
-        "seconds": time.perf_counter() - started,
-        "steps": rows,
-        "per_task_returns": returns.tolist(),
-    }
+    row = {"iteration": iteration, "seconds": time.perf_counter() - started, **result.to_json()}
     with open(run.path / "eval_history.jsonl", "a") as f:
-        f.write(json.dumps({k: v for k, v in result.items() if k != "per_task_returns"}) + "\n")
+        f.write(json.dumps({k: v for k, v in row.items() if k != "per_task_returns"}) + "\n")
     if iteration == cfg.iterations:
-        run.write_json("eval.json", result)
+        run.write_json("eval.json", row)
         print(f"saved {run.path / 'eval.json'}")
-    return result
+    return row
 
 
 if __name__ == "__main__":
