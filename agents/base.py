@@ -77,6 +77,7 @@ def check_config(config: Any) -> None:
         "line_search_steps",
         "inner_steps",
         "outer_steps",
+        "fisher_min_tasks",
     }
     unit = {"gamma", "gae_lambda", "fisher_subsample", "line_search_backtrack", "clip_eps"}
     for field in dataclasses.fields(config):

@@ -50,7 +50,13 @@ class MAMLTRPOConfig(AgentConfig):
         line_search_backtrack: shrink factor between candidates.
         fisher_subsample: fraction of the tasks whose episodes give the Fisher-vector products
             (1.0: all). The line search still checks the KL on every task and episode.
+        fisher_min_tasks: the Fisher uses at least this many tasks (all when there are fewer):
+            the curvature of one or two tasks can be near singular in the directions that
+            matter to the others, and no step along such a direction passes the line search.
+        activation: hidden activation of the policy (ReLU, as rllab's and learn2learn's MAML).
     """
+
+    activation: str = "relu"
 
     max_kl: float = 0.01
     cg_iterations: int = 10
@@ -58,6 +64,7 @@ class MAMLTRPOConfig(AgentConfig):
     line_search_steps: int = 15
     line_search_backtrack: float = 0.8
     fisher_subsample: float = 0.2
+    fisher_min_tasks: int = 5
 
 
 def surrogate_loss(
@@ -154,7 +161,7 @@ class MAMLTRPO(MetaAgent):
         full adaptation graph costs about three times the whole outer step.)
         """
         num = post.num_tasks
-        keep = max(1, round(num * self.config.fisher_subsample))
+        keep = max(round(num * self.config.fisher_subsample), self.config.fisher_min_tasks, 1)
         if keep < num:
             idx = sorted(self.rng.choice(num, keep, replace=False).tolist())
             batches = [(ep.select_tasks(idx), targets[idx]) for ep, targets in batches]

@@ -15,7 +15,9 @@ from metarl.rollout import MultiTaskSampler
 def _agent(fisher_subsample):
     torch.manual_seed(0)
     sampler = MultiTaskSampler("metarl/Particles2D-v0", 4, 3, horizon=10, seed=0)
-    config = MAMLTRPOConfig(hidden_sizes=(6,), fisher_subsample=fisher_subsample, cg_damping=0.0)
+    config = MAMLTRPOConfig(
+        hidden_sizes=(6,), fisher_subsample=fisher_subsample, fisher_min_tasks=1, cg_damping=0.0
+    )
     config.init_std = 0.5
     agent = MAMLTRPO(sampler, config, seed=0)
     return agent, sampler.sample_tasks(4, np.random.default_rng(0))
