@@ -4,7 +4,9 @@ cherry-rl 0.2.0 imports the legacy ``gym`` package, which prints a deprecation n
 it is silenced here. Only the pieces that our tests show to be right are re-exported:
 
 * ``policy_loss``: the TRPO importance-sampled surrogate ``-mean(exp(logp - old_logp) * A)``
-  (``tests/test_trpo.py::test_cherry_policy_loss_matches_formula``).
+  (``tests/test_trpo.py::test_cherry_policy_loss_matches_formula``); it is the reference that
+  ``agents.maml_trpo.surrogate_loss`` (one masked mean over all tasks, no per-task selection that
+  would synchronize a GPU) is tested against.
 * ``hessian_vector_product``: Pearlmutter's Hessian-vector product
   (``tests/test_trpo.py::test_fisher_vector_product_matches_explicit_fisher``).
 

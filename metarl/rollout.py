@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 
 import gymnasium as gym
@@ -135,6 +136,12 @@ class Episodes:
         return dataclasses.replace(self, **picked)
 
 
+def _generator_device(state: Tensor) -> str:
+    """Which device a ``torch.Generator`` state came from (CPU states are 5056 bytes)."""
+    cpu_size = torch.Generator().get_state().numel()
+    return "cpu" if state.numel() == cpu_size else "cuda"
+
+
 @contextlib.contextmanager
 def _restore_threads(threads: int) -> Iterator[None]:
     try:
@@ -243,9 +250,27 @@ class MultiTaskSampler:
         }
 
     def load_state_dict(self, state: Mapping) -> None:
-        """Restore :meth:`state_dict`."""
+        """Restore :meth:`state_dict`.
+
+        A state saved on another device type (a CUDA run resumed on CPU, or the reverse) cannot
+        restore the action-noise generator, whose state format is per device: it is reseeded from
+        the restored ``rng`` instead (deterministic, but not the stream the run would have had),
+        with a warning.
+        """
         self.rng.bit_generator.state = state["rng"]
-        self.generator.set_state(state["generator"])
+        saved_on = _generator_device(state["generator"])
+        if saved_on == self.device.type:
+            self.generator.set_state(state["generator"])
+        else:
+            warnings.warn(
+                f"this sampler state was saved with a {saved_on} policy and is loaded on "
+                f"{self.device.type}: the action noise is reseeded, so the run continues "
+                f"deterministically but not as it would have on {saved_on} (resume with "
+                f"--device {saved_on} to continue exactly)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            self.generator.manual_seed(int(self.rng.integers(2**62)))
         self.total_steps = int(state["total_steps"])
 
     def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Task]:

@@ -137,23 +137,14 @@ def test_train_resume_and_evaluate_scripts_on_cuda(tmp_path):
     assert proc.returncode == 0, proc.stderr
 
 
-@pytest.mark.xfail(
-    raises=RuntimeError,
-    strict=False,
-    reason="MultiTaskSampler.load_state_dict hands a CPU generator state to a CUDA generator "
-    "('RNG state is wrong size'); see tests/test_device_paths.py",
-)
 def test_a_run_sampled_on_cpu_resumes_on_cuda():
     states = []
     for device in ("cpu", "cuda"):
         sampler = MultiTaskSampler("metarl/Particles2D-v0", 3, 4, horizon=20, device=device)
         agent = make_agent("promp", sampler, SMALL, seed=0)
         if states:
-            try:
+            with pytest.warns(RuntimeWarning, match="--device cpu"):
                 agent.load_state_dict(states[0])
-            except ValueError as err:  # refusing is fine too, with the fix in the message
-                assert "--device" in str(err)
-                return
         agent.step(sampler.sample_tasks(3, np.random.default_rng(0)))
         states.append(agent.state_dict())
     assert next(agent.policy.parameters()).is_cuda

@@ -71,3 +71,19 @@ def test_fisher_vector_products_are_the_kl_hessian_of_the_kept_tasks_at_their_ex
         assert abs(value.item()) < 1e-12
         v = torch.randn(hessian.shape[0], generator=torch.Generator().manual_seed(1)).double()
         torch.testing.assert_close(fvp(v), hessian @ v, rtol=1e-6, atol=1e-9)
+
+
+def test_surrogate_is_cherrys_policy_loss_per_task_averaged_over_tasks():
+    from agents.maml_trpo import surrogate_loss
+    from metarl._cherry import policy_loss
+
+    g = torch.Generator().manual_seed(0)
+    logp, old, adv = (torch.randn(3, 4, 5, generator=g) for _ in range(3))
+    mask = (torch.rand(3, 4, 5, generator=g) > 0.3).float()
+    expected = torch.stack(
+        [
+            policy_loss(logp[t][mask[t] > 0], old[t][mask[t] > 0], adv[t][mask[t] > 0])
+            for t in range(3)
+        ]
+    ).mean()
+    torch.testing.assert_close(surrogate_loss(logp, old, adv, mask), expected)
