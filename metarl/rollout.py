@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from metarl.policies import Policy
-from metarl.tasks import Task, make_task_env, make_task_vec
+from metarl.tasks import Task, make_task_env, make_task_vec, resolve_env_id
 
 __all__ = ["Episodes", "MultiTaskSampler", "env_actions"]
 
@@ -193,6 +193,7 @@ class MultiTaskSampler:
         for name, value in (("num_tasks", num_tasks), ("episodes_per_task", episodes_per_task)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        env_id = resolve_env_id(env_id)  # "module:EnvId" imports module first
         self.env_id = env_id
         self.env_kwargs = dict(env_kwargs or {})
         self.vector_kwargs = dict(vector_kwargs or {})

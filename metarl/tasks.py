@@ -18,6 +18,7 @@ registered task envs and check the contract, with errors that say what to fix.
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 from collections.abc import Iterator, Mapping, Sequence
@@ -35,6 +36,7 @@ __all__ = [
     "make_task_env",
     "make_task_vec",
     "registered_task_envs",
+    "resolve_env_id",
     "save_tasks",
 ]
 
@@ -223,12 +225,36 @@ def registered_task_envs() -> list[str]:
     return sorted(i for i in gym.registry if i.startswith(f"{NAMESPACE}/"))
 
 
+def resolve_env_id(env_id: str) -> str:
+    """Gymnasium's ``"module:EnvId"`` spelling: import ``module`` (which registers the env) first.
+
+    Returns:
+        The plain env id.
+
+    Raises:
+        gymnasium.error.UnregisteredEnv: if the module cannot be imported.
+    """
+    if ":" not in env_id:
+        return env_id
+    module, name = env_id.split(":", 1)
+    try:
+        importlib.import_module(module)
+    except ImportError as err:
+        raise gym.error.UnregisteredEnv(
+            f"cannot import {module!r} for env {env_id!r} ({err}); check that the module is on "
+            "the Python path (run from its folder, or pip install it)"
+        ) from err
+    return name
+
+
 def _spec(env_id: str) -> gym.envs.registration.EnvSpec:
+    env_id = resolve_env_id(env_id)
     if env_id not in gym.registry:
         known = ", ".join(registered_task_envs()) or "none (did you `import envs`?)"
         raise gym.error.UnregisteredEnv(
             f"unknown env id {env_id!r}; registered task envs: {known}. "
-            "Register your own with gymnasium.register(id=..., entry_point=...)."
+            "Register your own with gymnasium.register(id=..., entry_point=...) in a module and "
+            "name it with --imports your_module, or as --env your_module:YourEnv-v0."
         )
     return gym.registry[env_id]
 

@@ -109,7 +109,18 @@ def main(argv: list[str] | None = None) -> int:
         normalize_actions=train.get("normalize_actions", False),
     )
     if cfg.tasks_file:
-        tasks = load_tasks(cfg.tasks_file)
+        try:
+            tasks = load_tasks(cfg.tasks_file)
+            for task in tasks:  # the env's own validation: keys, shapes, ranges
+                sampler.task_env.unwrapped.set_task(task)
+        except (OSError, ValueError) as err:
+            sampler.close()
+            print(
+                f"error: --tasks-file {cfg.tasks_file}: {err}. Pass a tasks.json written by "
+                "scripts/evaluate.py (or a run's test_tasks.json) for this env",
+                file=sys.stderr,
+            )
+            return 2
         if len(tasks) != cfg.tasks:
             sampler.close()
             sampler = sampler.resized(

@@ -1,6 +1,7 @@
 """Held-out evaluation: the paper's learning-rate schedule, one task rule, evaluate.py's flags."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -101,3 +102,44 @@ def test_evaluate_script_uses_the_runs_tasks_and_the_later_lr_scale_without_lr(t
     assert proc.returncode == 0, proc.stderr
     same = json.loads((tmp_path / "same" / "results.json").read_text())
     np.testing.assert_allclose(same["per_task_returns"], in_training["per_task_returns"])
+
+
+def test_summarize_pools_the_runs_of_an_experiment(tmp_path):
+    for seed in ("0", "1"):
+        proc = run_script(
+            "train", *SMALL, "--iterations", "1", "--eval-tasks", "3", "--eval-adapt-steps", "1",
+            "--eval-episodes", "2", "--seed", seed, "--out", str(tmp_path),
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+    runs = sorted(str(p) for p in tmp_path.iterdir())
+    results = [json.loads((Path(r) / "eval.json").read_text()) for r in runs]
+    pooled = np.concatenate([np.array(r["per_task_returns"]) for r in results], axis=1)
+    proc = run_script("summarize", *runs)
+    assert proc.returncode == 0, proc.stderr
+    assert "2 runs (seeds 0,1), 6 task evaluations" in proc.stdout
+    assert f"{pooled[1].mean():.1f} ± {confidence_interval(pooled[1]):.1f}" in proc.stdout
+    proc = run_script("summarize", *runs, "--markdown")
+    assert proc.stdout.startswith(f"| {pooled[0].mean():.1f} ± ") and "| 0,1 | 1 |" in proc.stdout
+    proc = run_script("summarize", str(tmp_path))
+    assert proc.returncode == 2 and "not a run folder" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("{not json", "invalid JSON"),
+        ('[{"goal": [0.1, 0.2]}, {"goal": [3.0, 0.0]}]', "is outside"),
+        ('[{"velocity": 1.0}]', "a Particles2D task is Task(goal=(x, y))"),
+    ],
+)
+def test_a_bad_tasks_file_is_one_line_naming_the_file(tmp_path, content, message):
+    proc = run_script(
+        "train", *SMALL, "--iterations", "1", "--eval-tasks", "0", "--out", str(tmp_path)
+    )
+    assert proc.returncode == 0, proc.stderr
+    (run_dir,) = tmp_path.iterdir()
+    bad = tmp_path / "tasks.json"
+    bad.write_text(content)
+    proc = run_script("evaluate", str(run_dir), "--tasks-file", str(bad), "--adapt-steps", "0")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"--tasks-file {bad}" in proc.stderr and message in proc.stderr

@@ -1,5 +1,6 @@
 """The multi-task sampler: shapes, masks, per-env tasks, per-task parameters."""
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -85,3 +86,18 @@ def test_bad_sizes_are_rejected():
     sampler = MultiTaskSampler(ENV, 2, 2, horizon=3)
     with pytest.raises(ValueError, match="2 tasks"):
         sampler.sample(GaussianMLPPolicy(2, 2), [Task(goal=(0.0, 0.0))])
+
+
+def test_module_colon_env_id_imports_the_module_that_registers_it(tmp_path, monkeypatch):
+    (tmp_path / "my_task_envs.py").write_text(
+        "import gymnasium\n"
+        "gymnasium.register(id='mine/Particles-v0', "
+        "entry_point='envs.particles:Particles2DEnv', max_episode_steps=7)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sampler = MultiTaskSampler("my_task_envs:mine/Particles-v0", 1, 1, seed=0)
+    assert sampler.env_id == "mine/Particles-v0" and sampler.horizon == 7
+    with pytest.raises(gym.error.UnregisteredEnv, match="--imports your_module"):
+        MultiTaskSampler("mine/Nope-v0", 1, 1)
+    with pytest.raises(gym.error.UnregisteredEnv, match="cannot import 'no_such_module'"):
+        MultiTaskSampler("no_such_module:mine/Nope-v0", 1, 1)
