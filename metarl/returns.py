@@ -29,10 +29,29 @@ def _bootstrap(bootstrap: Tensor | None, rewards: Tensor) -> Tensor:
     return bootstrap.to(rewards.dtype)
 
 
+def _discount_matrix(gamma: float, horizon: int, like: Tensor) -> Tensor:
+    """``U[k, t] = gamma^(k-t)`` for ``k >= t``, else 0: ``(x @ U)_t = sum_{k>=t} gamma^(k-t) x_k``.
+
+    One matrix product instead of a loop over the horizon: a handful of kernels on a GPU rather
+    than hundreds of tiny ones (the loop was most of the launches of an adaptation step).
+    """
+    steps = torch.arange(horizon, device=like.device)
+    lag = (steps.unsqueeze(1) - steps.unsqueeze(0)).to(like.dtype)
+    return torch.where(lag >= 0, torch.full_like(lag, gamma).pow(lag.clamp(min=0)), 0.0)
+
+
+def _following(mask: Tensor) -> Tensor:
+    """1.0 where the next step of the same episode is valid."""
+    return torch.cat([mask[..., 1:], torch.zeros_like(mask[..., :1])], dim=-1)
+
+
 def discounted_returns(
     rewards: Tensor, mask: Tensor, gamma: float, bootstrap: Tensor | None = None
 ) -> Tensor:
     """Discounted return-to-go ``R_t = sum_{k>=t} gamma^(k-t) r_k`` within each episode.
+
+    Each row is one episode whose valid steps are a prefix (``mask`` is 1 up to its end, as the
+    samplers write it); the value after its last step is ``bootstrap``.
 
     Args:
         rewards: ``[..., H]``.
@@ -47,17 +66,15 @@ def discounted_returns(
     _check("mask", mask, rewards)
     if not 0.0 <= gamma <= 1.0:
         raise ValueError(f"gamma must be in [0, 1], got {gamma}")
-    out = torch.zeros_like(rewards)
-    running = _bootstrap(bootstrap, rewards)
     horizon = rewards.shape[-1]
-    for t in reversed(range(horizon)):
-        valid = mask[..., t]
-        following = mask[..., t + 1] if t + 1 < horizon else torch.zeros_like(valid)
-        # After an episode's last step the continuation is its bootstrap value.
-        nxt = torch.where(following > 0, running, _bootstrap(bootstrap, rewards))
-        running = valid * (rewards[..., t] + gamma * nxt)
-        out[..., t] = running
-    return out
+    returns = (rewards * mask) @ _discount_matrix(gamma, horizon, rewards)
+    if bootstrap is not None:
+        # gamma^(L - t) * bootstrap on the valid steps t < L of an episode of length L
+        steps = torch.arange(horizon, device=rewards.device, dtype=rewards.dtype)
+        to_end = mask.sum(-1, keepdim=True) - steps
+        boot = _bootstrap(bootstrap, rewards).unsqueeze(-1)
+        returns = returns + torch.full_like(to_end, gamma).pow(to_end.clamp(min=0)) * boot
+    return returns * mask
 
 
 def gae(
@@ -72,7 +89,8 @@ def gae(
 
     ``delta_t = r_t + gamma * V_{t+1} - V_t`` and ``A_t = sum_k (gamma * lam)^k delta_{t+k}``
     within each episode, with ``V`` after the last step equal to ``bootstrap`` (0 by default).
-    With ``lam = 1`` this is ``discounted_returns - values``.
+    With ``lam = 1`` this is ``discounted_returns - values``. Each row is one episode whose valid
+    steps are a prefix, as in :func:`discounted_returns`.
 
     Args:
         rewards: ``[..., H]``.
@@ -93,18 +111,12 @@ def gae(
     _check("mask", mask, rewards)
     if not (0.0 <= gamma <= 1.0 and 0.0 <= lam <= 1.0):
         raise ValueError(f"gamma and lam must be in [0, 1], got {gamma} and {lam}")
-    boot = _bootstrap(bootstrap, rewards)
-    out = torch.zeros_like(rewards)
-    running = torch.zeros_like(boot)
-    horizon = rewards.shape[-1]
-    for t in reversed(range(horizon)):
-        valid = mask[..., t]
-        following = mask[..., t + 1] if t + 1 < horizon else torch.zeros_like(valid)
-        next_value = torch.where(following > 0, values[..., t + 1 if t + 1 < horizon else t], boot)
-        delta = rewards[..., t] + gamma * next_value - values[..., t]
-        running = valid * (delta + gamma * lam * following * running)
-        out[..., t] = running
-    return out
+    following = _following(mask)
+    next_values = torch.cat([values[..., 1:], torch.zeros_like(values[..., :1])], dim=-1)
+    boot = _bootstrap(bootstrap, rewards).unsqueeze(-1)
+    next_values = following * next_values + (1.0 - following) * boot
+    delta = (rewards + gamma * next_values - values) * mask
+    return (delta @ _discount_matrix(gamma * lam, rewards.shape[-1], rewards)) * mask
 
 
 def normalize(

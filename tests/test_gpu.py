@@ -72,7 +72,8 @@ def _adapt_and_differentiate(name, device, pre, post):
     loss = -masked_task_mean(logp * agent.advantages(post), post.mask).mean()
     grads = torch.autograd.grad(loss, agent.outer_parameters())
     sampler.close()
-    return [v.detach().cpu() for v in adapted.values()], torch.cat([g.reshape(-1) for g in grads])
+    flat_grad = torch.cat([g.reshape(-1) for g in grads]).cpu()
+    return [v.detach().cpu() for v in adapted.values()], flat_grad
 
 
 @pytest.mark.parametrize("name", ["maml-trpo", "maml-dice", "promp"])
