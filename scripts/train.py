@@ -66,7 +66,8 @@ class TrainConfig:
         eval_tasks: held-out tasks evaluated at the end (0 to skip).
         eval_every: also evaluate the held-out tasks every this many iterations (0: only at
             the end); rows go to eval_history.jsonl.
-        eval_episodes: episodes per held-out task and adaptation step.
+        eval_episodes: episodes per held-out task and adaptation step (40: rllab's evaluation of
+            the MAML paper's 2D navigation).
         eval_adapt_steps: adaptation steps in the final evaluation.
         eval_lr: test-time learning rate of the first adaptation step (the training inner lr
             when None; Meta-SGD: the learned rates).
@@ -94,7 +95,7 @@ class TrainConfig:
     keep_checkpoints: int = 3
     eval_tasks: int = 40
     eval_every: int = 0
-    eval_episodes: int = 20
+    eval_episodes: int = 40
     eval_adapt_steps: int = 2
     eval_lr: float | None = None
     eval_later_lr_scale: float = 0.5
