@@ -8,6 +8,8 @@ counts it over the flattened batch instead, which is why this is our own).
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -49,7 +51,12 @@ class LinearFeatureBaseline:
             mask: ``[T, E, H]``, 1.0 on valid steps (padding is excluded from the fit).
 
         Returns:
-            ``[T, F]`` weights (float64).
+            ``[T, F]`` weights (float64); NaN when the data is not finite (e.g. episodes of an
+            adapted policy whose parameters overflowed), so that the values, the advantages and
+            the learner's loss are NaN and the learner's non-finite check rejects the step.
+
+        Raises:
+            FloatingPointError: if the fit of finite data does not converge.
         """
         if returns.shape != mask.shape or observations.shape[:-1] != returns.shape:
             raise ValueError(
@@ -62,6 +69,8 @@ class LinearFeatureBaseline:
         y = (returns.double() * mask.double()).unsqueeze(-1)
         x = x.flatten(1, 2)  # [T, E*H, F]
         y = y.flatten(1, 2)
+        if not (torch.isfinite(x).all() and torch.isfinite(y).all()):
+            return torch.full((x.shape[0], x.shape[-1]), math.nan, dtype=x.dtype, device=x.device)
         xtx = x.transpose(1, 2) @ x
         xty = x.transpose(1, 2) @ y
         eye = torch.eye(xtx.shape[-1], dtype=xtx.dtype, device=xtx.device)
@@ -72,7 +81,7 @@ class LinearFeatureBaseline:
                 return weights
             reg *= 10.0
         raise FloatingPointError(
-            "linear baseline fit did not converge; observations may be non-finite"
+            "linear baseline fit did not converge on finite data; check the observation scale"
         )
 
     def predict(self, weights: Tensor, observations: Tensor, times: Tensor) -> Tensor:

@@ -123,3 +123,11 @@ def test_cherry_discount_has_no_truncation_and_ours_bootstraps():
     ours = discounted_returns(rewards.T, torch.ones(1, 4), 0.5, bootstrap=torch.tensor([2.0]))
     assert theirs[-1].item() == 1.0  # cherry can only treat the cut as terminal
     assert ours[0, -1].item() == 2.0  # 1 + 0.5 * V(s_4)
+
+
+def test_baseline_of_non_finite_episodes_is_nan_so_the_learner_rejects_the_step():
+    base = LinearFeatureBaseline()
+    obs = torch.randn(2, 3, 4, 2)
+    obs[1, 0, 2] = float("nan")
+    values = base.fit_predict(obs, torch.randn(2, 3, 4), torch.ones(2, 3, 4))
+    assert torch.isnan(values).all()
