@@ -115,6 +115,7 @@ def make_sampler(cfg: BenchConfig, device: str) -> MultiTaskSampler:
         device=device,
         seed=0,
         vector_kwargs=vector_kwargs,
+        normalize_actions=True,  # as train.py's default, so the agent sees the same data
     )
 
 
