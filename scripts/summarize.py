@@ -2,8 +2,10 @@
 
     python scripts/summarize.py runs/<seed0> runs/<seed1> runs/<seed2>
     python scripts/summarize.py runs/<run> --markdown
+    python scripts/summarize.py runs/<a> runs/<b> --eval last-seed0   # evaluate.py's results
 
-Reads each run's final held-out evaluation (``eval.json``) and its ``metrics.jsonl``, pools the
+Reads each run's final held-out evaluation (``eval.json``, or with ``--eval NAME`` the
+``eval/NAME/results.json`` that ``scripts/evaluate.py`` wrote) and its ``metrics.jsonl``, pools the
 per-task returns of all runs at every adaptation step (mean and 95% CI over tasks x runs), and
 prints them with the per-run means, iterations, environment steps and training wall time.
 """
@@ -24,6 +26,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", help="finished run folders (one experiment)")
     parser.add_argument("--markdown", action="store_true", help="print a markdown table row")
+    parser.add_argument(
+        "--eval",
+        metavar="NAME",
+        help="use RUN/eval/NAME/results.json (from scripts/evaluate.py) instead of eval.json",
+    )
     args = parser.parse_args(argv)
     per_run, seeds, iterations, env_steps, wall = [], [], [], [], []
     for path in args.runs:
@@ -32,9 +39,12 @@ def main(argv: list[str] | None = None) -> int:
         except RunDirError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
-        result = run.path / "eval.json"
+        result = (
+            run.path / "eval" / args.eval / "results.json" if args.eval else run.path / "eval.json"
+        )
         if not result.is_file():
-            print(f"error: {run.path} has no eval.json (the run did not finish)", file=sys.stderr)
+            what = "run scripts/evaluate.py on it" if args.eval else "the run did not finish"
+            print(f"error: {run.path} has no {result.name} ({what})", file=sys.stderr)
             return 2
         per_run.append(np.array(json.loads(result.read_text())["per_task_returns"]))
         rows = run.metrics()

@@ -122,6 +122,16 @@ def test_summarize_pools_the_runs_of_an_experiment(tmp_path):
     assert proc.stdout.startswith(f"| {pooled[0].mean():.1f} ± ") and "| 0,1 | 1 |" in proc.stdout
     proc = run_script("summarize", str(tmp_path))
     assert proc.returncode == 2 and "not a run folder" in proc.stderr
+    proc = run_script("summarize", *runs, "--eval", "last-seed0")
+    assert proc.returncode == 2 and "run scripts/evaluate.py on it" in proc.stderr
+    for run in runs:  # held-out seed 0 (evaluate.py's default) for every run
+        args = ["--tasks", "3", "--episodes", "2", "--adapt-steps", "1"]
+        assert run_script("evaluate", run, *args).returncode == 0
+    proc = run_script("summarize", *runs, "--eval", "last-seed0")
+    assert proc.returncode == 0 and "2 runs (seeds 0,1), 6 task evaluations" in proc.stdout
+    # for the seed-0 run these are the same tasks and settings as its own evaluation
+    own = run_script("summarize", runs[0]).stdout.splitlines()[1:3]
+    assert run_script("summarize", runs[0], "--eval", "last-seed0").stdout.splitlines()[1:3] == own
 
 
 @pytest.mark.parametrize(
