@@ -126,15 +126,6 @@ class Episodes:
         }
         return dataclasses.replace(self, **picked, tasks=[self.tasks[i] for i in tasks])
 
-    def select(self, episodes: Tensor | slice | Sequence[int]) -> Episodes:
-        """The same tasks restricted to some episode indices (dimension 1)."""
-        picked = {
-            f.name: getattr(self, f.name)[:, episodes]
-            for f in dataclasses.fields(self)
-            if isinstance(getattr(self, f.name), Tensor)
-        }
-        return dataclasses.replace(self, **picked)
-
 
 def _generator_device(state: Tensor) -> str:
     """Which device a ``torch.Generator`` state came from (CPU states are 5056 bytes)."""
