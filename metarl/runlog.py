@@ -59,11 +59,15 @@ class RunDir:
         env_name = env_id.split("/")[-1]
         stamp = time.strftime("%Y%m%d-%H%M%S")
         base = Path(out) / f"{stamp}-{env_name}-{agent}"
+        base.parent.mkdir(parents=True, exist_ok=True)
         path, n = base, 1
-        while path.exists():
-            n += 1
-            path = base.with_name(f"{base.name}-{n}")
-        path.mkdir(parents=True)
+        while True:  # mkdir claims the name atomically: runs started together get -2, -3, ...
+            try:
+                path.mkdir()
+                break
+            except FileExistsError:
+                n += 1
+                path = base.with_name(f"{base.name}-{n}")
         run = cls(path, keep)
         run.checkpoints.mkdir()
         (path / "config.json").write_text(json.dumps(dict(config), indent=2, default=list) + "\n")

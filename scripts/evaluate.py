@@ -31,6 +31,7 @@ from metarl.evaluation import HELD_OUT_SAMPLER_SEED_OFFSET, held_out_tasks
 from metarl.rollout import MultiTaskSampler, env_actions
 from metarl.runlog import RunDir, RunDirError
 from metarl.tasks import load_tasks, save_tasks
+from metarl.threads import CpuShare
 
 
 @dataclasses.dataclass
@@ -42,7 +43,8 @@ class EvalConfig:
         tasks: number of held-out tasks.
         tasks_file: a JSON task file to evaluate on instead of drawing tasks.
         adapt_steps: adaptation steps K (returns are reported for steps 0..K).
-        episodes: episodes per task for each step.
+        episodes: episodes per task for each step (default: the run's own ``eval_episodes``,
+            the count its training-time evaluation used).
         lr: learning rate of the first step (the run's inner lr when None; Meta-SGD runs use
             their learned rates).
         later_lr_scale: the learning rate of steps 2..K is the first step's times this (the
@@ -57,7 +59,7 @@ class EvalConfig:
     tasks: int = 40
     tasks_file: str | None = None
     adapt_steps: int = 3
-    episodes: int = 20
+    episodes: int | None = None
     lr: float | None = None
     later_lr_scale: float = 0.5
     seed: int = 0
@@ -72,8 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     add_dataclass_arguments(parser, EvalConfig, "evaluation")
     args = parser.parse_args(argv)
     cfg = dataclass_from_args(EvalConfig, args)
+    share = CpuShare()
     for name in ("tasks", "episodes"):
-        if getattr(cfg, name) < 1:
+        if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
             parser.error(f"--{name} must be >= 1")
     if cfg.adapt_steps < 0 or cfg.video < 0:
         parser.error("--adapt-steps and --video must be >= 0")
@@ -89,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     saved = run.config()
     train = saved["train"]
+    if cfg.episodes is None:
+        cfg.episodes = train.get("eval_episodes", 20)
     for module in train.get("imports") or ():
         importlib.import_module(module)
     if cfg.device == "auto":
@@ -130,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         tasks = held_out_tasks(sampler, cfg.tasks, cfg.seed)
     agent = make_agent(train["agent"], sampler, saved["agent_config"], seed=train["seed"])
     agent.load_policy_state(state["agent"])
+    share.update()
     evaluation = agent.evaluate(sampler, tasks, cfg.adapt_steps, cfg.lr, cfg.later_lr_scale)
     params = evaluation.params
 

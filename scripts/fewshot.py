@@ -51,6 +51,7 @@ from metarl.supervised import (
     mean_confidence_interval,
     split_episode,
 )
+from metarl.threads import CpuShare
 
 METHODS = ("protonets", "maml")
 
@@ -92,7 +93,8 @@ class FewShotConfig:
         download: download missing Omniglot / mini-ImageNet data into the data folder.
         out: folder in which the run folder <time>-fewshot-<dataset>-<method> is created.
         device: torch device, e.g. cpu or cuda.
-        threads: torch CPU threads (0: torch's default).
+        threads: torch CPU threads (0: torch's default, lowered to the cores other processes
+            leave free).
         workers: DataLoader worker processes that load meta-training tasks (0: in-process).
         progress: show a progress bar.
     """
@@ -287,6 +289,7 @@ def run(cfg: FewShotConfig, bench: Benchmark) -> dict[str, Any]:
     """Meta-train, validate and meta-test as configured; return the ``test.json`` record."""
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
+    share = None if cfg.threads > 0 else CpuShare()
     torch.manual_seed(cfg.seed)
     config = dataclasses.asdict(cfg)
     run_dir = RunDir.create(cfg.out, f"fewshot-{cfg.dataset}", cfg.method, config)
@@ -304,6 +307,8 @@ def run(cfg: FewShotConfig, bench: Benchmark) -> dict[str, Any]:
     train_seconds = 0.0
     bar = tqdm(range(1, cfg.iterations + 1), disable=not cfg.progress, desc="meta-train")
     for iteration in bar:
+        if share:
+            share.update()
         start = time.perf_counter()
         optimizer.zero_grad()
         loss_sum, acc_sum = 0.0, 0.0

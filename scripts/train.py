@@ -40,6 +40,7 @@ from metarl.evaluation import HELD_OUT_SAMPLER_SEED_OFFSET, held_out_tasks
 from metarl.rollout import MultiTaskSampler
 from metarl.runlog import RunDir
 from metarl.tasks import save_tasks
+from metarl.threads import CpuShare
 
 
 @dataclasses.dataclass
@@ -73,7 +74,8 @@ class TrainConfig:
             when None; Meta-SGD: the learned rates).
         eval_later_lr_scale: later adaptation steps use the first step's rate times this (the
             MAML paper's protocol: 0.5).
-        threads: torch CPU threads (0: torch's default).
+        threads: torch CPU threads (0: torch's default, lowered each iteration to the cores
+            other processes leave free, so runs side by side share the machine).
         max_rejected: stop after this many consecutive iterations whose step was rejected
             because of non-finite values.
         resume: a run folder to continue (its saved config is used; --iterations may extend it).
@@ -210,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         importlib.import_module(module)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    share = None if cfg.threads else CpuShare()
     device = resolve_device(cfg.device)
     agent_cls, _ = get_agent(cfg.agent)
     try:
@@ -260,9 +263,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for iteration in range(start_iteration, cfg.iterations):
             tasks = sampler.sample_tasks(cfg.meta_batch_size, task_rng)
+            threads = share.update() if share else cfg.threads
             metrics = agent.step(tasks)
             run.log_tasks(iteration, tasks)
             row = {"iteration": iteration, "env_steps_total": sampler.total_steps, **metrics}
+            row["torch_threads"] = threads
             run.log_metrics(row)
             last_good = snapshot(iteration + 1)
             print(format_row(row, cfg.iterations), flush=True)
@@ -288,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
                 and done % cfg.eval_every == 0
                 and done < cfg.iterations
             ):
+                if share:
+                    share.update()
                 evaluate_held_out(agent, sampler, cfg, run, iteration=done)
     except (KeyboardInterrupt, _Stop):
         path = run.save(last_good["iteration"], last_good)
@@ -301,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
     if cfg.eval_tasks > 0:
+        if share:
+            share.update()
         evaluate_held_out(agent, sampler, cfg, run, iteration=cfg.iterations)
     sampler.close()
     return 0

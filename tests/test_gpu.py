@@ -117,7 +117,7 @@ def test_halfcheetah_batched_physics_with_a_cuda_policy():
 
 
 RUN = ["--meta-batch-size", "3", "--episodes-per-task", "3", "--horizon", "15"]
-RUN += ["--eval-tasks", "0", "--checkpoint-every", "1", "--device", "cuda"]
+RUN += ["--eval-tasks", "0", "--checkpoint-every", "1", "--device", "cuda", "--threads", "1"]
 
 
 def test_train_resume_and_evaluate_scripts_on_cuda(tmp_path):

@@ -26,6 +26,10 @@ SMALL = [
     "0",
     "--checkpoint-every",
     "1",
+    # The default thread count follows the machine's load (metarl.threads) and float sums depend
+    # on it; these tests compare runs bit for bit, which holds for the same thread counts.
+    "--threads",
+    "1",
 ]
 
 
