@@ -60,11 +60,11 @@ def fair_threads(cores: int, others_busy: float, max_threads: int) -> int:
         max_threads: the most threads wanted on an idle machine.
 
     Returns:
-        The whole cores left free, where a part of a core counts once it is a quarter or more
-        (a desktop's background load of half a core does not cost a lone run a thread; a second
-        run using a full core does), at least one and at most ``max_threads``.
+        The cores left free, rounded to the nearest whole core (a desktop's background load of
+        under half a core does not cost a lone run a thread; a second run using a core does), at
+        least one and at most ``max_threads``.
     """
-    return max(1, min(max_threads, math.floor(cores - others_busy + 0.75)))
+    return max(1, min(max_threads, math.floor(cores - others_busy + 0.5)))
 
 
 def _read_busy(cpus: set[int] | None) -> float | None:
@@ -96,8 +96,11 @@ class CpuShare:
     Args:
         max_threads: the most threads to use, on an idle machine (default: torch's count when
             the share is made, which is torch's default of one per physical core unless set).
-        min_interval: shortest interval worth measuring, in seconds; a first call sooner than
-            this after construction waits out the rest (``/proc/stat`` counts in 10 ms ticks).
+        min_interval: shortest interval worth measuring, in seconds (``/proc/stat`` counts in
+            10 ms ticks).
+        first_interval: the first measurement covers at least this many seconds after
+            construction; a first call sooner waits out the rest, busy (a sleeping process
+            would look idle to runs started at the same moment, which are measuring too).
 
     Example:
         >>> share = CpuShare()
@@ -106,7 +109,9 @@ class CpuShare:
         ...     agent.step(tasks)
     """
 
-    def __init__(self, max_threads: int | None = None, min_interval: float = 0.3) -> None:
+    def __init__(
+        self, max_threads: int | None = None, min_interval: float = 0.3, first_interval: float = 0.3
+    ) -> None:
         self.cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
         self.cores = len(self.cpus) if self.cpus else (os.cpu_count() or 1)
         if max_threads is None:
@@ -115,6 +120,7 @@ class CpuShare:
             raise ValueError(f"max_threads must be a positive integer, got {max_threads!r}")
         self.max_threads = max_threads
         self.min_interval = min_interval
+        self.first_interval = first_interval
         self.others_busy: float | None = None
         self._last = self.snapshot()
 
@@ -135,18 +141,21 @@ class CpuShare:
         """Measure the interval since the last measurement and set torch's thread count from it.
 
         Intervals shorter than ``min_interval`` are not measured (the count stays), except the
-        first, which waits out the rest; so calling this every few milliseconds is cheap.
+        first, which waits until ``first_interval`` has passed; so calling this every few
+        milliseconds is cheap.
 
         Returns:
             The thread count torch now uses.
         """
         if self._last is None:
             return torch.get_num_threads()
-        wait = self.min_interval - (time.monotonic() - self._last.wall)
-        if wait > 0:
-            if self.others_busy is not None:
-                return torch.get_num_threads()
-            time.sleep(wait)
+        since = time.monotonic() - self._last.wall
+        if self.others_busy is None:
+            end = time.monotonic() + self.first_interval - since
+            while time.monotonic() < end:
+                pass
+        elif since < self.min_interval:
+            return torch.get_num_threads()
         now = self.snapshot()
         if now is None:  # /proc/stat went away (e.g. a chroot); keep what we have
             return torch.get_num_threads()

@@ -268,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
             run.log_tasks(iteration, tasks)
             row = {"iteration": iteration, "env_steps_total": sampler.total_steps, **metrics}
             row["torch_threads"] = threads
+            if share and share.others_busy is not None:
+                row["cpu_others"] = share.others_busy  # cores other processes kept busy
             run.log_metrics(row)
             last_good = snapshot(iteration + 1)
             print(format_row(row, cfg.iterations), flush=True)
