@@ -14,7 +14,7 @@ from agents.base import AgentConfig, MetaAgent
 from agents.maml_dice import MAMLDiCE, MAMLDiCEConfig
 from agents.maml_trpo import MAMLTRPO, MAMLTRPOConfig
 from agents.promp import ProMP, ProMPConfig
-from metarl.rollout import MultiTaskSampler
+from metarl.samplers import Sampler
 
 __all__ = ["AGENTS", "AgentConfig", "MetaAgent", "get_agent", "make_agent"]
 
@@ -26,7 +26,7 @@ AGENTS: dict[str, tuple[type[MetaAgent], type[AgentConfig]]] = {
 
 
 def make_agent(
-    name: str, sampler: MultiTaskSampler, config: AgentConfig | Mapping[str, Any], seed: int = 0
+    name: str, sampler: Sampler, config: AgentConfig | Mapping[str, Any], seed: int = 0
 ) -> MetaAgent:
     """Build agent ``name``; ``config`` may be the dict saved in a run's ``config.json``."""
     agent_cls, config_cls = get_agent(name)

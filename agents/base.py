@@ -1,8 +1,9 @@
-"""What every meta-RL agent shares: policy, baseline, sampler, advantages, adaptation, evaluation.
+"""What every meta-RL agent shares: policy, baseline, sampler, advantages, inner loop, evaluation.
 
 A concrete agent (one module per learner) subclasses :class:`MetaAgent`, adds its config fields
-by subclassing :class:`AgentConfig`, and implements :meth:`MetaAgent.step` (one meta-iteration)
-and the inner-loop loss :meth:`MetaAgent.inner_loss`.
+by subclassing :class:`AgentConfig` (and checks them in its ``validate``), and implements
+:meth:`MetaAgent.step` (one meta-iteration, reported as a :class:`~metarl.records.StepMetrics`);
+it may override :meth:`MetaAgent.inner_loss` and :meth:`MetaAgent.inner_targets`.
 """
 
 from __future__ import annotations
@@ -12,20 +13,43 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 from torch import Tensor
 
 from metarl.baselines import LinearFeatureBaseline
 from metarl.evaluation import AdaptationResult, adaptation_lrs, evaluate_adaptation
-from metarl.maml import Params, adapt_params, detach_params, is_per_task, per_task
-from metarl.policies import CategoricalMLPPolicy, GaussianMLPPolicy, Policy
-from metarl.returns import discounted_returns, gae, normalize
-from metarl.rollout import Episodes, MultiTaskSampler
+from metarl.maml import (
+    Params,
+    adapt_params,
+    detach_params,
+    is_per_task,
+    meta_sgd_rates,
+    per_task,
+    rates_by_name,
+)
+from metarl.policies import make_policy
+from metarl.records import InnerStep, Rejection, StepMetrics
+from metarl.returns import discounted_returns, gae, masked_task_mean, normalize
+from metarl.rollout import Episodes
+from metarl.samplers import Sampler
 from metarl.tasks import Task
 
-__all__ = ["AgentConfig", "MetaAgent", "MetaBatch", "OuterAdamAgent", "check_config"]
+__all__ = ["AgentConfig", "MetaAgent", "MetaBatch", "OuterAdamAgent"]
+
+
+def require_positive(config: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(config, name)
+        if not value > 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {value}")
+
+
+def require_unit(config: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(config, name)
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"--{name.replace('_', '-')} must be in [0, 1], got {value}")
 
 
 @dataclasses.dataclass
@@ -61,64 +85,20 @@ class AgentConfig:
     bootstrap_truncated: bool = False
     meta_sgd: bool = False
 
+    def validate(self) -> None:
+        """Reject impossible settings before any work, naming the option to fix.
 
-def check_config(config: Any) -> None:
-    """Reject impossible hyperparameters before any work, naming the option to fix.
+        Subclasses check their own fields and call ``super().validate()``.
 
-    Raises:
-        ValueError: for a non-positive size or rate, or a factor out of range.
-    """
-    positive = {
-        "inner_lr",
-        "init_std",
-        "max_kl",
-        "outer_lr",
-        "cg_iterations",
-        "line_search_steps",
-        "inner_steps",
-        "outer_steps",
-        "fisher_min_tasks",
-    }
-    unit = {"gamma", "gae_lambda", "fisher_subsample", "line_search_backtrack", "clip_eps"}
-    for field in dataclasses.fields(config):
-        value = getattr(config, field.name)
-        option = "--" + field.name.replace("_", "-")
-        if field.name in positive and not value > 0:
-            raise ValueError(f"{option} must be positive, got {value}")
-        if field.name in unit and not 0.0 <= value <= 1.0:
-            raise ValueError(f"{option} must be in [0, 1], got {value}")
-    if any(h < 1 for h in config.hidden_sizes):
-        raise ValueError(f"--hidden-sizes must be positive, got {config.hidden_sizes}")
-
-
-def make_policy(
-    observation_space: gym.Space, action_space: gym.Space, config: AgentConfig
-) -> Policy:
-    """The policy an agent uses for these spaces."""
-    if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
-        raise ValueError(
-            f"agents need a flat Box observation space, got {observation_space}; "
-            "wrap the env with gymnasium.wrappers.FlattenObservation"
-        )
-    obs_dim = observation_space.shape[0]
-    if isinstance(action_space, gym.spaces.Box):
-        return GaussianMLPPolicy(
-            obs_dim,
-            int(np.prod(action_space.shape)),
-            config.hidden_sizes,
-            config.activation,
-            config.init_std,
-        )
-    if isinstance(action_space, gym.spaces.Discrete):
-        return CategoricalMLPPolicy(
-            obs_dim, int(action_space.n), config.hidden_sizes, config.activation
-        )
-    raise ValueError(f"unsupported action space {action_space}; use Box or Discrete")
-
-
-def masked_task_mean(x: Tensor, mask: Tensor) -> Tensor:
-    """``[T]`` mean of ``x`` over each task's valid steps."""
-    return (x * mask).sum((1, 2)) / mask.sum((1, 2)).clamp(min=1.0)
+        Raises:
+            ValueError: for a non-positive size or rate, or a factor out of range.
+        """
+        require_positive(self, "inner_lr", "init_std", "inner_steps")
+        require_unit(self, "gamma", "gae_lambda")
+        if any(h < 1 for h in self.hidden_sizes):
+            raise ValueError(f"--hidden-sizes must be positive, got {self.hidden_sizes}")
+        if self.activation not in ("tanh", "relu"):
+            raise ValueError(f"--activation must be tanh or relu, got {self.activation!r}")
 
 
 @dataclasses.dataclass
@@ -127,28 +107,47 @@ class MetaBatch:
 
     Attributes:
         adapted: per-task adapted parameters, differentiable in the outer parameters.
-        batches: (episodes, inner targets) of every inner step.
+        steps: the data of every inner step.
         post: episodes of the adapted policies.
         post_advantages: advantages of ``post``.
-        metrics: returns before/after adaptation, env steps, sampling and adaptation times.
+        returns: mean return before each inner step and after the last.
+        env_steps: env steps sampled.
+        time_sampling: seconds spent sampling.
+        time_adaptation: seconds spent adapting (outside sampling).
         started: ``time.perf_counter()`` at the start of the iteration.
     """
 
     adapted: Params
-    batches: list[tuple[Episodes, Tensor]]
+    steps: list[InnerStep]
     post: Episodes
     post_advantages: Tensor
-    metrics: dict[str, float]
+    returns: list[float]
+    env_steps: int
+    time_sampling: float
+    time_adaptation: float
     started: float
 
-    def finish(self, **metrics: float | str) -> dict[str, float]:
-        """The iteration's metrics with the outer step's, and total and outer times."""
-        now = time.perf_counter()
-        out = dict(self.metrics)
-        out.update(metrics)
-        out["time_iteration"] = now - self.started
-        out["time_outer"] = out["time_iteration"] - out["time_sampling"] - out["time_adaptation"]
-        return out
+    def finish(
+        self,
+        loss_before: float,
+        loss_after: float | None = None,
+        kl: float | None = None,
+        rejected: Rejection | None = None,
+        **extra: float,
+    ) -> StepMetrics:
+        """The iteration's :class:`StepMetrics`, timed up to now."""
+        return StepMetrics(
+            returns=self.returns,
+            loss_before=loss_before,
+            loss_after=loss_after,
+            kl=kl,
+            rejected=rejected,
+            env_steps=self.env_steps,
+            time_sampling=self.time_sampling,
+            time_adaptation=self.time_adaptation,
+            time_iteration=time.perf_counter() - self.started,
+            extra=dict(extra),
+        )
 
 
 class MetaAgent:
@@ -158,28 +157,31 @@ class MetaAgent:
         sampler: the multi-task sampler (its device is the agent's device).
         config: the agent's config.
         seed: seeds the policy initialization and the agent's own random choices.
+
+    Raises:
+        ValueError: for a bad setting in ``config`` or spaces the policies do not support.
     """
 
     config: AgentConfig
 
-    def __init__(self, sampler: MultiTaskSampler, config: AgentConfig, seed: int = 0) -> None:
-        check_config(config)
+    def __init__(self, sampler: Sampler, config: AgentConfig, seed: int = 0) -> None:
+        config.validate()
         self.sampler = sampler
         self.config = config
         self.device = sampler.device
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.policy = make_policy(sampler.observation_space, sampler.action_space, config)
+            self.policy = make_policy(
+                sampler.observation_space,
+                sampler.action_space,
+                config.hidden_sizes,
+                config.activation,
+                config.init_std,
+            )
         self.policy.to(self.device)
-        # Meta-SGD's learnable rates, one tensor per policy parameter ('.' is not allowed in keys).
-        self.lrs = torch.nn.ParameterDict(
-            {
-                k.replace(".", "__"): torch.nn.Parameter(torch.full_like(p, config.inner_lr))
-                for k, p in self.policy.named_parameters()
-            }
-            if config.meta_sgd
-            else {}
-        )
+        # Meta-SGD's learnable rates (none without Meta-SGD; the checkpoint keeps the key).
+        empty = torch.nn.ParameterDict()
+        self.lrs = meta_sgd_rates(self.policy, config.inner_lr) if config.meta_sgd else empty
         self.baseline = LinearFeatureBaseline()
         self.rng = np.random.default_rng(seed)
 
@@ -187,7 +189,7 @@ class MetaAgent:
         """The inner learning rate: a number, or Meta-SGD's per-parameter rates."""
         if not self.config.meta_sgd:
             return self.config.inner_lr
-        return {k: self.lrs[k.replace(".", "__")] for k, _ in self.policy.named_parameters()}
+        return rates_by_name(self.lrs, self.policy)
 
     def outer_parameters(self) -> list[Tensor]:
         """What the outer step updates: the policy's parameters (and Meta-SGD's rates)."""
@@ -232,33 +234,37 @@ class MetaAgent:
         logp = self.log_probs(episodes, params)
         return -masked_task_mean(logp * targets, episodes.mask).sum()
 
-    def adapt_on(
-        self,
-        theta: Mapping[str, Tensor],
-        batches: Sequence[tuple[Episodes, Tensor]],
-        lr: float | None = None,
-        create_graph: bool = True,
+    def inner_step(
+        self, params: Params, step: InnerStep, lr: Any = None, create_graph: bool = True
     ) -> Params:
-        """Adapt per-task copies of ``theta`` with one inner step per (episodes, targets).
+        """One inner step of every task: the one place the inner loop's maths happens.
 
         Args:
-            theta: shared parameters (the policy's, or candidates during a line search).
-            batches: the episodes and inner targets of each inner step.
-            lr: inner learning rate (:meth:`inner_lr` by default).
-            create_graph: keep the graph for higher-order gradients (else first-order).
+            params: per-task parameters ``[T, ...]`` to step from.
+            step: the episodes and targets of the step.
+            lr: learning rate or Meta-SGD rates (:meth:`inner_lr` by default).
+            create_graph: keep the graph through the step, so the outer step differentiates
+                it (second order unless the config is first-order); False for evaluation and
+                line-search candidates.
 
         Returns:
             Per-task adapted parameters ``[T, ...]``.
         """
-        params = per_task(theta, batches[0][0].num_tasks)
-        for episodes, targets in batches:
-            loss = self.inner_loss(episodes, params, targets)
-            params = adapt_params(
-                loss,
-                params,
-                self.inner_lr() if lr is None else lr,
-                first_order=self.config.first_order or not create_graph,
-            )
+        loss = self.inner_loss(step.episodes, params, step.targets)
+        first_order = self.config.first_order or not create_graph
+        return adapt_params(loss, params, self.inner_lr() if lr is None else lr, first_order)
+
+    def readapt(
+        self, theta: Mapping[str, Tensor], steps: Sequence[InnerStep], create_graph: bool = True
+    ) -> Params:
+        """Adapt per-task copies of ``theta`` again on already-sampled inner steps.
+
+        Used by outer steps that need the adapted policies at other outer parameters (a line
+        search's candidates, a Fisher on a subsample of tasks, ProMP's later epochs).
+        """
+        params = per_task(theta, steps[0].episodes.num_tasks)
+        for step in steps:
+            params = self.inner_step(params, step, create_graph=create_graph)
         return params
 
     def adapt(
@@ -277,67 +283,53 @@ class MetaAgent:
         Returns:
             Detached per-task adapted parameters ``[T, ...]``.
         """
-        targets = self.inner_targets(episodes)
+        step = InnerStep(episodes, self.inner_targets(episodes))
         own = self.policy.params()
         start = own if params is None else params
         with torch.enable_grad():
             start = {k: v.detach().requires_grad_(True) for k, v in start.items()}
             if not is_per_task(start, own):
                 start = per_task(start, episodes.num_tasks)
-            loss = self.inner_loss(episodes, start, targets)
-            if lr is None:
-                lr = self.test_lr()
-            adapted = adapt_params(loss, start, lr, first_order=True)
+            lr = self.test_lr() if lr is None else lr
+            adapted = self.inner_step(start, step, lr, create_graph=False)
         return detach_params(adapted)
 
-    def sample_adapted(
-        self, tasks: Sequence[Task]
-    ) -> tuple[Params, list[tuple[Episodes, Tensor]], list[float]]:
-        """Sample and adapt for ``inner_steps`` steps, keeping the graph from the policy.
-
-        Returns:
-            The adapted per-task parameters (differentiable in the policy's parameters), the
-            episodes and advantages of every inner step, and the mean return before each step.
-        """
-        theta = self.policy.params()
-        params: Params = per_task(theta, len(tasks))
-        batches: list[tuple[Episodes, Tensor]] = []
+    def collect(self, tasks: Sequence[Task]) -> MetaBatch:
+        """One meta-iteration's data: sample and adapt ``inner_steps`` times keeping the graph
+        from the policy's parameters, then sample the adapted policies."""
+        started = time.perf_counter()
+        steps_before, sample_time_before = self.sampler.total_steps, self.sampler.total_time
+        params: Params = per_task(self.policy.params(), len(tasks))
+        steps: list[InnerStep] = []
         returns = []
         for _ in range(self.config.inner_steps):
             episodes = self.sampler.sample(
-                self.policy, tasks, detach_params(params) if batches else None
+                self.policy, tasks, detach_params(params) if steps else None
             )
-            targets = self.inner_targets(episodes)
-            batches.append((episodes, targets))
+            steps.append(InnerStep(episodes, self.inner_targets(episodes)))
             returns.append(episodes.episode_returns().mean().item())
-            loss = self.inner_loss(episodes, params, targets)
-            params = adapt_params(loss, params, self.inner_lr(), self.config.first_order)
-        return params, batches, returns
-
-    def collect(self, tasks: Sequence[Task]) -> MetaBatch:
-        """The data of one meta-iteration: sample, adapt (graph kept), sample adapted policies."""
-        started = time.perf_counter()
-        steps_before, sample_time_before = self.sampler.total_steps, self.sampler.total_time
-        adapted, batches, returns_before = self.sample_adapted(tasks)
-        post = self.sampler.sample(self.policy, tasks, detach_params(adapted))
+            params = self.inner_step(params, steps[-1])
+        post = self.sampler.sample(self.policy, tasks, detach_params(params))
         post_advantages = self.advantages(post)
+        returns.append(post.episode_returns().mean().item())
         sampling = self.sampler.total_time - sample_time_before
-        metrics = {f"return_step{k}": r for k, r in enumerate(returns_before)}
-        metrics.update(
-            return_before=returns_before[0],
-            return_after=post.episode_returns().mean().item(),
-            env_steps=float(self.sampler.total_steps - steps_before),
+        return MetaBatch(
+            adapted=params,
+            steps=steps,
+            post=post,
+            post_advantages=post_advantages,
+            returns=returns,
+            env_steps=self.sampler.total_steps - steps_before,
             time_sampling=sampling,
             time_adaptation=time.perf_counter() - started - sampling,
+            started=started,
         )
-        metrics["env_steps_per_s"] = metrics["env_steps"] / max(sampling, 1e-9)
-        return MetaBatch(adapted, batches, post, post_advantages, metrics, started)
 
     # -- evaluation ----------------------------------------------------------------------------
 
     def evaluate(
         self,
-        sampler: MultiTaskSampler,
+        sampler: Sampler,
         tasks: Sequence[Task],
         adapt_steps: int,
         lr: float | None = None,
@@ -367,7 +359,7 @@ class MetaAgent:
 
     # -- learning ------------------------------------------------------------------------------
 
-    def step(self, tasks: Sequence[Task]) -> dict[str, float]:
+    def step(self, tasks: Sequence[Task]) -> StepMetrics:
         """One meta-iteration on ``tasks``; returns its metrics."""
         raise NotImplementedError
 
@@ -397,29 +389,29 @@ class MetaAgent:
 class OuterAdamAgent(MetaAgent):
     """A meta-agent whose outer step is Adam on a differentiable meta-objective.
 
-    The config needs an ``outer_lr`` field.
+    The config needs an ``outer_lr`` field (checked in its ``validate``).
     """
 
-    def __init__(self, sampler: MultiTaskSampler, config: AgentConfig, seed: int = 0) -> None:
+    def __init__(self, sampler: Sampler, config: AgentConfig, seed: int = 0) -> None:
         super().__init__(sampler, config, seed)
         self.optimizer = torch.optim.Adam(self.outer_parameters(), lr=config.outer_lr)
 
-    def apply_gradient(self, loss: Tensor) -> str:
+    def apply_gradient(self, loss: Tensor) -> Rejection | None:
         """Back-propagate ``loss`` and take an Adam step; never steps on non-finite values.
 
         Returns:
-            ``""`` when the step was taken, else the reason it was rejected.
+            None when the step was taken, else why it was rejected.
         """
         self.optimizer.zero_grad(set_to_none=True)
         if not torch.isfinite(loss):
-            return "non-finite loss or gradient"
+            return Rejection.NON_FINITE
         loss.backward()
         grads = [p.grad for p in self.outer_parameters() if p.grad is not None]
         if not all(torch.isfinite(g).all() for g in grads):
             self.optimizer.zero_grad(set_to_none=True)
-            return "non-finite loss or gradient"
+            return Rejection.NON_FINITE
         self.optimizer.step()
-        return ""
+        return None
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "optimizer": self.optimizer.state_dict()}

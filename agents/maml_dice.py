@@ -20,8 +20,9 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
-from agents.base import AgentConfig, OuterAdamAgent
+from agents.base import AgentConfig, OuterAdamAgent, require_positive
 from metarl.dice import dice_objective
+from metarl.records import StepMetrics
 from metarl.returns import discounted_returns
 from metarl.rollout import Episodes
 from metarl.tasks import Task
@@ -38,6 +39,10 @@ class MAMLDiCEConfig(AgentConfig):
     """
 
     outer_lr: float = 1e-3
+
+    def validate(self) -> None:
+        super().validate()
+        require_positive(self, "outer_lr")
 
 
 def dice_task_loss(log_probs: Tensor, episodes: Episodes, values: Tensor, gamma: float) -> Tensor:
@@ -70,16 +75,11 @@ class MAMLDiCE(OuterAdamAgent):
         logp = self.log_probs(episodes, params)
         return dice_task_loss(logp, episodes, targets, self.config.gamma).sum()
 
-    def step(self, tasks: Sequence[Task]) -> dict[str, float]:
+    def step(self, tasks: Sequence[Task]) -> StepMetrics:
         """One meta-iteration: DiCE adaptation, then Adam on the post-adaptation DiCE loss."""
         batch = self.collect(tasks)
         post = batch.post
         logp = self.log_probs(post, batch.adapted)
         loss = dice_task_loss(logp, post, self.inner_targets(post), self.config.gamma).mean()
-        reason = self.apply_gradient(loss)
-        return batch.finish(
-            loss_before=loss.item(),
-            kl=float("nan"),
-            step_accepted=float(not reason),
-            **({"rejected_reason": reason} if reason else {}),
-        )
+        # No trust region, so no KL to report (StepMetrics.kl stays None).
+        return batch.finish(loss.item(), rejected=self.apply_gradient(loss))

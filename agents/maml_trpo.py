@@ -28,8 +28,10 @@ import torch
 from torch import Tensor
 from torch.distributions import kl_divergence
 
-from agents.base import AgentConfig, MetaAgent, masked_task_mean
+from agents.base import AgentConfig, MetaAgent, require_positive, require_unit
 from metarl.maml import Params, detach_params
+from metarl.records import InnerStep, Rejection, StepMetrics
+from metarl.returns import masked_task_mean
 from metarl.rollout import Episodes
 from metarl.tasks import Task
 from metarl.trpo import conjugate_gradient, fisher_vector_product, line_search
@@ -65,6 +67,13 @@ class MAMLTRPOConfig(AgentConfig):
     fisher_subsample: float = 0.2
     fisher_min_tasks: int = 5
 
+    def validate(self) -> None:
+        super().validate()
+        require_positive(self, "max_kl", "cg_iterations", "line_search_steps", "fisher_min_tasks")
+        require_unit(self, "fisher_subsample", "line_search_backtrack")
+        if self.cg_damping < 0:
+            raise ValueError(f"--cg-damping must be >= 0, got {self.cg_damping}")
+
 
 def surrogate_loss(
     log_probs: Tensor, old_log_probs: Tensor, advantages: Tensor, mask: Tensor
@@ -91,11 +100,11 @@ class MAMLTRPO(MetaAgent):
         kl = kl_divergence(self.policy(obs, old), self.policy(obs, new))
         return masked_task_mean(kl, episodes.mask).mean()
 
-    def step(self, tasks: Sequence[Task]) -> dict[str, float]:
+    def step(self, tasks: Sequence[Task]) -> StepMetrics:
         """One meta-iteration; returns returns before/after adaptation, losses, KL and timings."""
         cfg = self.config
         batch = self.collect(tasks)
-        adapted, batches, post = batch.adapted, batch.batches, batch.post
+        adapted, steps, post = batch.adapted, batch.steps, batch.post
         post_adv = batch.post_advantages
         theta = self.outer_parameters()
         logp = self.log_probs(post, adapted)
@@ -108,16 +117,16 @@ class MAMLTRPO(MetaAgent):
 
         if not (math.isfinite(loss_before) and torch.isfinite(grad).all()):
             # Nothing reaches the parameters; the run logs the reason and goes on.
-            reason, accepted, frac, evals = "non-finite loss or gradient", 0.0, 0.0, 0
+            reason, frac, evals = Rejection.NON_FINITE, 0.0, 0
             kl_after, loss_after = 0.0, loss_before
         else:
-            fvp = self._fisher(batches, post, old_params)
+            fvp = self._fisher(steps, post, old_params)
             direction = conjugate_gradient(fvp, -grad, cfg.cg_iterations)
             shs = 0.5 * torch.dot(direction, fvp(direction))
             full_step = direction * torch.sqrt(cfg.max_kl / shs.clamp(min=1e-12))
 
             def evaluate() -> tuple[float, float]:
-                new = self.adapt_on(self.policy.params(), batches, create_graph=False)
+                new = self.readapt(self.policy.params(), steps, create_graph=False)
                 with torch.no_grad():
                     new_logp = self.log_probs(post, new)
                     new_loss = surrogate_loss(new_logp, old_logp, post_adv, post.mask)
@@ -133,21 +142,18 @@ class MAMLTRPO(MetaAgent):
                 cfg.line_search_steps,
                 cfg.line_search_backtrack,
             )
-            accepted, frac, evals = float(result.accepted), result.fraction, result.evaluations
+            frac, evals = result.fraction, result.evaluations
             kl_after, loss_after, reason = result.kl, result.loss, result.reason
         return batch.finish(
-            loss_before=loss_before,
-            loss_after=loss_after,
-            kl=kl_after,
-            step_accepted=accepted,
+            loss_before,
+            loss_after,
+            kl_after,
+            reason,
             step_fraction=frac,
             line_search_evaluations=float(evals),
-            **({"rejected_reason": reason} if reason else {}),
         )
 
-    def _fisher(
-        self, batches: Sequence[tuple[Episodes, Tensor]], post: Episodes, old: Mapping[str, Tensor]
-    ):
+    def _fisher(self, steps: Sequence[InnerStep], post: Episodes, old: Mapping[str, Tensor]):
         """Fisher-vector product of the adapted policies' KL, on a subsample of the tasks.
 
         Each kept task is re-adapted on all its pre-adaptation episodes, so its curvature is taken
@@ -159,9 +165,9 @@ class MAMLTRPO(MetaAgent):
         keep = max(round(num * self.config.fisher_subsample), self.config.fisher_min_tasks, 1)
         if keep < num:
             idx = sorted(self.rng.choice(num, keep, replace=False).tolist())
-            batches = [(ep.select_tasks(idx), targets[idx]) for ep, targets in batches]
+            steps = [InnerStep(s.episodes.select_tasks(idx), s.targets[idx]) for s in steps]
             post = post.select_tasks(idx)
             old = {k: v[idx] for k, v in old.items()}
-        adapted = self.adapt_on(self.policy.params(), batches, create_graph=True)
+        adapted = self.readapt(self.policy.params(), steps, create_graph=True)
         kl = self._kl(detach_params(old), adapted, post)
         return fisher_vector_product(kl, self.outer_parameters(), self.config.cg_damping)

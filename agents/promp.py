@@ -24,9 +24,11 @@ import torch
 from torch import Tensor
 from torch.distributions import kl_divergence
 
-from agents.base import AgentConfig, OuterAdamAgent, masked_task_mean
+from agents.base import AgentConfig, OuterAdamAgent, require_positive, require_unit
 from metarl.dice import lvc_objective
 from metarl.maml import detach_params
+from metarl.records import StepMetrics
+from metarl.returns import masked_task_mean
 from metarl.rollout import Episodes
 from metarl.tasks import Task
 
@@ -48,6 +50,13 @@ class ProMPConfig(AgentConfig):
     outer_steps: int = 5
     clip_eps: float = 0.3
     kl_penalty: float = 5e-4
+
+    def validate(self) -> None:
+        super().validate()
+        require_positive(self, "outer_lr", "outer_steps")
+        require_unit(self, "clip_eps")
+        if self.kl_penalty < 0:
+            raise ValueError(f"--kl-penalty must be >= 0, got {self.kl_penalty}")
 
 
 def clipped_surrogate(
@@ -81,21 +90,21 @@ class ProMP(OuterAdamAgent):
         )
         return -(per_episode.sum(1) / episodes.mask.sum((1, 2)).clamp(min=1.0)).sum()
 
-    def step(self, tasks: Sequence[Task]) -> dict[str, float]:
+    def step(self, tasks: Sequence[Task]) -> StepMetrics:
         """One meta-iteration: sample once, then ``outer_steps`` Adam steps."""
         cfg = self.config
         batch = self.collect(tasks)
         post, post_adv = batch.post, batch.post_advantages
-        pre = batch.batches[0][0]
+        pre = batch.steps[0].episodes
         theta_old = detach_params(self.policy.params())
         adapted_old = detach_params(batch.adapted)
-        reasons = []
+        rejected = None
         losses = []
         for k in range(cfg.outer_steps):
             adapted = (
                 batch.adapted
                 if k == 0
-                else self.adapt_on(self.policy.params(), batch.batches, create_graph=True)
+                else self.readapt(self.policy.params(), batch.steps, create_graph=True)
             )
             logp = self.log_probs(post, adapted)
             surrogate = clipped_surrogate(logp, post.log_probs, post_adv, post.mask, cfg.clip_eps)
@@ -105,20 +114,13 @@ class ProMP(OuterAdamAgent):
             )
             loss = -surrogate.mean() + cfg.kl_penalty * masked_task_mean(kl_pre, pre.mask).mean()
             losses.append(loss.item())
-            reason = self.apply_gradient(loss)
-            if reason:
-                reasons.append(reason)
+            rejected = self.apply_gradient(loss)
+            if rejected:
                 break
-        new = self.adapt_on(self.policy.params(), batch.batches, create_graph=False)
+        new = self.readapt(self.policy.params(), batch.steps, create_graph=False)
         with torch.no_grad():
             kl = kl_divergence(
                 self.policy(post.observations, adapted_old), self.policy(post.observations, new)
             )
             kl_post = masked_task_mean(kl, post.mask).mean().item()
-        return batch.finish(
-            loss_before=losses[0],
-            loss_after=losses[-1],
-            kl=kl_post,
-            step_accepted=float(not reasons),
-            **({"rejected_reason": reasons[0]} if reasons else {}),
-        )
+        return batch.finish(losses[0], losses[-1], kl_post, rejected)

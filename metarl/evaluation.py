@@ -1,8 +1,9 @@
 """Held-out evaluation of a meta-learner: the literature's K-step adaptation protocol, once.
 
 Training's periodic and final evaluation, ``scripts/evaluate.py`` and the benchmarks all call
-:func:`evaluate_adaptation` on tasks from :func:`held_out_tasks`, so a run's own evaluation and
-``evaluate.py`` with the same seed face the same tasks and the same learning rates.
+:func:`evaluate_adaptation` on tasks from :func:`held_out_tasks` with a sampler from
+:func:`held_out_sampler`, so a run's own evaluation and ``evaluate.py`` with the same seed face the
+same tasks, episodes and learning rates. Results are written, plotted and rendered here too.
 
 The protocol (Finn et al. 2017, and rllab's MAML code): on each held-out task, sample fresh
 episodes with the current (adapted) policy, take one inner step on them, and repeat; the first
@@ -13,15 +14,22 @@ interval over tasks.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import json
+import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
+import gymnasium as gym
 import numpy as np
 import torch
 
+from metarl.rollout import env_actions
+from metarl.samplers import make_sampler
 from metarl.supervised.episodes import mean_confidence_interval
-from metarl.tasks import Task
+from metarl.tasks import Task, save_tasks
 
 __all__ = [
     "HELD_OUT_SAMPLER_SEED_OFFSET",
@@ -30,7 +38,13 @@ __all__ = [
     "confidence_interval",
     "evaluate_adaptation",
     "held_out_rng",
+    "held_out_sampler",
+    "held_out_sampler_seed",
     "held_out_tasks",
+    "plot_adaptation",
+    "render_episodes",
+    "run_sampler",
+    "write_results",
 ]
 
 # Held-out evaluation draws its env resets and action noise from seed + this offset, so they never
@@ -41,6 +55,42 @@ HELD_OUT_SAMPLER_SEED_OFFSET = 10_000
 def held_out_rng(seed: int) -> np.random.Generator:
     """The generator of held-out tasks for ``seed`` (training draws from ``[seed, 1]``)."""
     return np.random.default_rng([seed, 2])
+
+
+def held_out_sampler_seed(seed: int) -> int:
+    """The seed of held-out evaluation's env resets and action noise for the run seed ``seed``."""
+    return seed + HELD_OUT_SAMPLER_SEED_OFFSET
+
+
+def held_out_sampler(sampler: Any, num_tasks: int, episodes_per_task: int, seed: int) -> Any:
+    """A sampler like ``sampler`` for held-out evaluation: these sizes, the held-out seed."""
+    return sampler.resized(num_tasks, episodes_per_task, seed=held_out_sampler_seed(seed))
+
+
+def run_sampler(
+    train: dict[str, Any], num_tasks: int, episodes_per_task: int, seed: int, device: Any = "cpu"
+) -> Any:
+    """A held-out sampler for a saved run: its env, sampler kind, horizon and action scaling.
+
+    Args:
+        train: the ``"train"`` part of the run's ``config.json``.
+        num_tasks: tasks per call.
+        episodes_per_task: episodes per task per call.
+        seed: the evaluation's seed (the sampler gets :func:`held_out_sampler_seed` of it).
+        device: where the policy runs.
+    """
+    return make_sampler(
+        train.get("sampler", "local"),
+        train["env"],
+        num_tasks,
+        episodes_per_task,
+        horizon=train["horizon"],
+        vectorization_mode=train["vectorization_mode"],
+        device=device,
+        seed=held_out_sampler_seed(seed),
+        # runs saved before actions were normalized acted in the env's own units
+        normalize_actions=train.get("normalize_actions", False),
+    )
 
 
 def held_out_tasks(sampler: Any, num_tasks: int, seed: int) -> list[Task]:
@@ -160,3 +210,107 @@ def evaluate_adaptation(
         if step < len(lrs):
             params = agent.adapt(episodes, params, lrs[step])
     return AdaptationResult(np.stack(out), list(lrs), sampler.episodes_per_task, params)
+
+
+def write_results(
+    result: AdaptationResult, out: Path, header: dict[str, Any], tasks: Sequence[Task]
+) -> None:
+    """``results.json`` (``header`` plus the summary), ``results.csv`` (one row per step) and
+    ``tasks.json`` (the tasks, for ``--tasks-file``) in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    save_tasks(str(out / "tasks.json"), tasks)
+    (out / "results.json").write_text(json.dumps({**header, **result.to_json()}, indent=2) + "\n")
+    with open(out / "results.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["step", "mean_return", "ci95"])
+        writer.writeheader()
+        writer.writerows(result.rows())
+
+
+def plot_adaptation(result: AdaptationResult, path: Path, title: str) -> bool:
+    """Mean return against adaptation step with its confidence band, as a PNG.
+
+    Returns:
+        False (and warns) when matplotlib is not installed.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        hint = 'no plot: matplotlib is not installed (pip install -e ".[viz]")'
+        warnings.warn(hint, stacklevel=2)
+        return False
+    rows = result.rows()
+    steps = [r["step"] for r in rows]
+    mean = np.array([r["mean_return"] for r in rows])
+    ci = np.array([r["ci95"] for r in rows])
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot(steps, mean, marker="o")
+    ax.fill_between(steps, mean - ci, mean + ci, alpha=0.25)
+    ax.set_xlabel("adaptation steps")
+    ax.set_ylabel("mean return (95% CI)")
+    ax.set_xticks(steps)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def render_episodes(
+    agent: Any,
+    env_id: str,
+    tasks: Sequence[Task],
+    params: Any,
+    out: Path,
+    seed: int,
+    normalize_actions: bool,
+) -> list[Path]:
+    """One GIF per task (``task<k>.gif``) of the adapted policy acting on its mean action.
+
+    Args:
+        agent: the learner (its ``policy`` and ``device``).
+        env_id: the task env id.
+        tasks: the tasks to render.
+        params: per-task adapted parameters (``[T, ...]``), or None for the policy's own.
+        out: folder of the GIFs.
+        seed: reset seed of the first task (task ``k`` resets with ``seed + k``).
+        normalize_actions: whether the policy acts in ``[-1, 1]`` (as the run trained).
+
+    Returns:
+        The GIFs written; empty (with a warning naming the fix) when the env cannot render.
+    """
+    try:
+        env = gym.make(env_id, render_mode="rgb_array")
+    except Exception as err:  # envs without rgb_array rendering raise many kinds of errors
+        warnings.warn(f"no video: {env_id} cannot render rgb_array frames ({err})", stacklevel=2)
+        return []
+    written = []
+    try:
+        import imageio.v2 as imageio
+
+        for k, task in enumerate(tasks):
+            own = None if params is None else {n: v[k] for n, v in params.items()}
+            obs, _ = env.reset(seed=seed + k, options={"task": task})
+            frames, done = [env.render()], False
+            while not done:
+                with torch.no_grad():
+                    o = torch.as_tensor(obs, dtype=torch.float32, device=agent.device)
+                    action = agent.policy(o.unsqueeze(0), own).mean.cpu().numpy()
+                action = env_actions(env.action_space, action, normalize_actions)[0]
+                obs, _, terminated, truncated, _ = env.step(action)
+                frames.append(env.render())
+                done = terminated or truncated
+            imageio.mimsave(out / f"task{k}.gif", frames, duration=1 / 30)
+            written.append(out / f"task{k}.gif")
+    except Exception as err:  # a missing GL backend surfaces as several error types
+        warnings.warn(
+            f"no video: rendering failed ({type(err).__name__}: {err}). MuJoCo renders "
+            "offscreen with EGL (GPU machines: apt install libegl1; MUJOCO_GL=egl) or OSMesa "
+            "(CPU: apt install libosmesa6; MUJOCO_GL=osmesa)",
+            stacklevel=2,
+        )
+    finally:
+        env.close()
+    return written

@@ -38,7 +38,9 @@ __all__ = [
     "adapt_params",
     "detach_params",
     "is_per_task",
+    "meta_sgd_rates",
     "per_task",
+    "rates_by_name",
     "sgd_step",
 ]
 
@@ -202,6 +204,25 @@ class MAML(nn.Module):
         return Learner(self.module, params, self.inner_lr(), fo)
 
 
+def meta_sgd_rates(module: nn.Module, lr: float) -> nn.ParameterDict:
+    """Meta-SGD's learnable learning rates: one tensor per parameter of ``module``, all ``lr``.
+
+    Keys are the parameter names with ``.`` written ``__`` (``ParameterDict`` forbids dots);
+    :func:`rates_by_name` maps them back.
+    """
+    return nn.ParameterDict(
+        {
+            k.replace(".", "__"): nn.Parameter(torch.full_like(p, float(lr)))
+            for k, p in module.named_parameters()
+        }
+    )
+
+
+def rates_by_name(rates: nn.ParameterDict, module: nn.Module) -> dict[str, Tensor]:
+    """The rates of :func:`meta_sgd_rates` keyed by ``module``'s parameter names."""
+    return {k: rates[k.replace(".", "__")] for k, _ in module.named_parameters()}
+
+
 class MetaSGD(MAML):
     """Meta-SGD: MAML with a learnable learning rate for every parameter entry.
 
@@ -211,12 +232,7 @@ class MetaSGD(MAML):
 
     def __init__(self, module: nn.Module, lr: float, first_order: bool = False) -> None:
         super().__init__(module, lr, first_order)
-        self.lrs = nn.ParameterDict(
-            {
-                k.replace(".", "__"): nn.Parameter(torch.full_like(p, float(lr)))
-                for k, p in module.named_parameters()
-            }
-        )
+        self.lrs = meta_sgd_rates(module, lr)
 
     def inner_lr(self) -> LearningRate:
-        return {k: self.lrs[k.replace(".", "__")] for k, _ in self.module.named_parameters()}
+        return rates_by_name(self.lrs, self.module)

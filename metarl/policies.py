@@ -13,6 +13,8 @@ import itertools
 import math
 from collections.abc import Mapping, Sequence
 
+import gymnasium as gym
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -23,6 +25,7 @@ __all__ = [
     "CategoricalMLPPolicy",
     "GaussianMLPPolicy",
     "Policy",
+    "make_policy",
     "mlp_forward",
 ]
 
@@ -201,3 +204,30 @@ class CategoricalMLPPolicy(Policy):
         flat = dist.probs.reshape(-1, dist.probs.shape[-1])
         actions = torch.multinomial(flat, 1, generator=generator).reshape(dist.probs.shape[:-1])
         return actions, dist.log_prob(actions)
+
+
+def make_policy(
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    hidden_sizes: Sequence[int],
+    activation: str = "tanh",
+    init_std: float = 1.0,
+) -> Policy:
+    """The MLP policy for these spaces: Gaussian for a ``Box`` action space, categorical for
+    ``Discrete``.
+
+    Raises:
+        ValueError: for an observation space that is not a flat ``Box``, or another action space.
+    """
+    if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
+        raise ValueError(
+            f"agents need a flat Box observation space, got {observation_space}; "
+            "wrap the env with gymnasium.wrappers.FlattenObservation"
+        )
+    obs_dim = observation_space.shape[0]
+    if isinstance(action_space, gym.spaces.Box):
+        actions = int(np.prod(action_space.shape))
+        return GaussianMLPPolicy(obs_dim, actions, hidden_sizes, activation, init_std)
+    if isinstance(action_space, gym.spaces.Discrete):
+        return CategoricalMLPPolicy(obs_dim, int(action_space.n), hidden_sizes, activation)
+    raise ValueError(f"unsupported action space {action_space}; use Box or Discrete")

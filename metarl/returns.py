@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["discounted_returns", "gae", "normalize"]
+__all__ = ["discounted_returns", "gae", "masked_task_mean", "normalize"]
 
 
 def _check(name: str, x: Tensor, like: Tensor) -> None:
@@ -131,3 +131,9 @@ def normalize(
     mean = (x * mask).sum(dims, keepdim=True) / count
     var = (((x - mean) * mask) ** 2).sum(dims, keepdim=True) / count
     return (x - mean) / (var.sqrt() + eps) * mask
+
+
+def masked_task_mean(x: Tensor, mask: Tensor) -> Tensor:
+    """``[T]`` mean of ``[T, E, H]`` ``x`` over each task's valid steps (``mask`` 1)."""
+    _check("mask", mask, x)
+    return (x * mask).sum((1, 2)) / mask.sum((1, 2)).clamp(min=1.0)

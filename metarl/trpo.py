@@ -16,6 +16,7 @@ from torch import Tensor
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from metarl._cherry import hessian_vector_product
+from metarl.records import Rejection
 
 __all__ = [
     "LineSearchResult",
@@ -96,7 +97,7 @@ class LineSearchResult:
         loss: surrogate loss at the final parameters.
         kl: mean KL at the final parameters (0.0 when rejected).
         evaluations: number of candidate steps evaluated.
-        reason: why the search gave up ("" when accepted).
+        reason: why the search gave up (None when accepted).
     """
 
     accepted: bool
@@ -104,7 +105,7 @@ class LineSearchResult:
     loss: float
     kl: float
     evaluations: int
-    reason: str = ""
+    reason: Rejection | None = None
 
 
 def line_search(
@@ -138,9 +139,9 @@ def line_search(
     params = list(params)
     with torch.no_grad():
         start = parameters_to_vector(params).clone()
-    reason = "no candidate improved the surrogate within the KL limit"
+    reason = Rejection.NO_IMPROVEMENT
     if not torch.isfinite(full_step).all():
-        reason = "the step is not finite"
+        reason = Rejection.NON_FINITE
         max_steps = 0
     for k in range(max_steps):
         fraction = backtrack**k

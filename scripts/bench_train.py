@@ -124,7 +124,7 @@ def timed_step(agent: MetaAgent, tasks: Sequence[Task], device: torch.device) ->
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     started = time.perf_counter()
-    metrics = agent.step(tasks)
+    metrics = agent.step(tasks).to_row()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     metrics["wall"] = time.perf_counter() - started

@@ -12,26 +12,26 @@ to ``RUN/eval/<checkpoint>-seed<seed>/``: ``results.json``, ``results.csv``, ``t
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import importlib
-import json
 import sys
 from pathlib import Path
-
-import gymnasium as gym
-import numpy as np
-import torch
 
 import envs  # noqa: F401  (registers the bundled task envs)
 from agents import make_agent
 from metarl.checkpoint import CheckpointError
 from metarl.cli import add_dataclass_arguments, dataclass_from_args
-from metarl.evaluation import HELD_OUT_SAMPLER_SEED_OFFSET, held_out_tasks
-from metarl.rollout import MultiTaskSampler, env_actions
+from metarl.evaluation import (
+    held_out_tasks,
+    plot_adaptation,
+    render_episodes,
+    run_sampler,
+    write_results,
+)
 from metarl.runlog import RunDir, RunDirError
-from metarl.tasks import load_tasks, save_tasks
+from metarl.tasks import load_tasks
 from metarl.threads import CpuShare
+from metarl.training import resolve_device
 
 
 @dataclasses.dataclass
@@ -68,167 +68,81 @@ class EvalConfig:
     out: str | None = None
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> tuple[str, EvalConfig]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run", help="a run folder made by scripts/train.py")
     add_dataclass_arguments(parser, EvalConfig, "evaluation")
     args = parser.parse_args(argv)
     cfg = dataclass_from_args(EvalConfig, args)
-    share = CpuShare()
-    for name in ("tasks", "episodes"):
-        if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
-            parser.error(f"--{name} must be >= 1")
+    if cfg.tasks < 1 or (cfg.episodes is not None and cfg.episodes < 1):
+        parser.error("--tasks and --episodes must be >= 1")
     if cfg.adapt_steps < 0 or cfg.video < 0:
         parser.error("--adapt-steps and --video must be >= 0")
-    if cfg.lr is not None and not cfg.lr > 0:
-        parser.error("--lr must be positive")
-    if not cfg.later_lr_scale > 0:
-        parser.error("--later-lr-scale must be positive")
+    if (cfg.lr is not None and not cfg.lr > 0) or not cfg.later_lr_scale > 0:
+        parser.error("--lr and --later-lr-scale must be positive")
+    return args.run, cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    folder, cfg = parse_args(argv)
+    share = CpuShare()
     try:
-        run = RunDir.open(args.run)
+        run = RunDir.open(folder)
         state = run.load(cfg.checkpoint)
-    except (RunDirError, CheckpointError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        device = resolve_device(cfg.device)
+    except (RunDirError, CheckpointError, ValueError) as err:
+        raise _error(f"error: {err}") from err
     saved = run.config()
     train = saved["train"]
-    if cfg.episodes is None:
-        cfg.episodes = train.get("eval_episodes", 20)
     for module in train.get("imports") or ():
         importlib.import_module(module)
-    if cfg.device == "auto":
-        cfg.device = "cuda" if torch.cuda.is_available() else "cpu"
-    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
-        print("error: --device cuda asked for, but torch sees no CUDA device", file=sys.stderr)
-        return 2
-
-    sampler = MultiTaskSampler(
-        train["env"],
-        cfg.tasks,
-        cfg.episodes,
-        horizon=train["horizon"],
-        vectorization_mode=train["vectorization_mode"],
-        device=cfg.device,
-        seed=cfg.seed + HELD_OUT_SAMPLER_SEED_OFFSET,
-        # runs saved before actions were normalized acted in the env's own units
-        normalize_actions=train.get("normalize_actions", False),
-    )
-    if cfg.tasks_file:
+    try:
+        tasks = load_tasks(cfg.tasks_file) if cfg.tasks_file else None
+    except (OSError, ValueError) as err:
+        raise _bad_tasks_file(cfg.tasks_file, err) from err
+    episodes = cfg.episodes or train.get("eval_episodes", 20)
+    sampler = run_sampler(train, len(tasks) if tasks else cfg.tasks, episodes, cfg.seed, device)
+    try:
         try:
-            tasks = load_tasks(cfg.tasks_file)
-            for task in tasks:  # the env's own validation: keys, shapes, ranges
+            for task in tasks or ():  # the env's own validation: keys, shapes, ranges
                 sampler.task_env.unwrapped.set_task(task)
-        except (OSError, ValueError) as err:
-            sampler.close()
-            print(
-                f"error: --tasks-file {cfg.tasks_file}: {err}. Pass a tasks.json written by "
-                "scripts/evaluate.py (or a run's test_tasks.json) for this env",
-                file=sys.stderr,
-            )
-            return 2
-        if len(tasks) != cfg.tasks:
-            sampler.close()
-            sampler = sampler.resized(
-                len(tasks), cfg.episodes, seed=cfg.seed + HELD_OUT_SAMPLER_SEED_OFFSET
-            )
-    else:
-        tasks = held_out_tasks(sampler, cfg.tasks, cfg.seed)
-    agent = make_agent(train["agent"], sampler, saved["agent_config"], seed=train["seed"])
-    agent.load_policy_state(state["agent"])
-    share.update()
-    evaluation = agent.evaluate(sampler, tasks, cfg.adapt_steps, cfg.lr, cfg.later_lr_scale)
-    params = evaluation.params
-
+        except ValueError as err:
+            raise _bad_tasks_file(cfg.tasks_file, err) from err
+        tasks = tasks or held_out_tasks(sampler, cfg.tasks, cfg.seed)
+        agent = make_agent(train["agent"], sampler, saved["agent_config"], seed=train["seed"])
+        agent.load_policy_state(state["agent"])
+        share.update()
+        result = agent.evaluate(sampler, tasks, cfg.adapt_steps, cfg.lr, cfg.later_lr_scale)
+    finally:
+        sampler.close()
     name = Path(cfg.checkpoint).stem if cfg.checkpoint not in ("best", "last") else cfg.checkpoint
     out = Path(cfg.out) if cfg.out else run.path / "eval" / f"{name}-seed{cfg.seed}"
-    out.mkdir(parents=True, exist_ok=True)
-    save_tasks(str(out / "tasks.json"), tasks)
-    rows = evaluation.rows()
+    title = f"{train['agent']} on {train['env']}"
     print(
-        f"{train['agent']} on {train['env']}, checkpoint {cfg.checkpoint} "
-        f"(iteration {state['iteration']}): {len(tasks)} held-out tasks x {cfg.episodes} episodes"
+        f"{title}, checkpoint {cfg.checkpoint} (iteration {state['iteration']}): "
+        f"{len(tasks)} held-out tasks x {sampler.episodes_per_task} episodes\n{result.table()}"
     )
-    print(evaluation.table())
-    result = {
-        "run": str(run.path),
-        "checkpoint": cfg.checkpoint,
-        "iteration": state["iteration"],
-        "config": dataclasses.asdict(cfg),
-        **evaluation.to_json(),
-    }
-    (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
-    with open(out / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["step", "mean_return", "ci95"])
-        writer.writeheader()
-        writer.writerows(rows)
-    plot_steps(rows, out / "returns.png", f"{train['agent']} on {train['env']}")
+    header = {"run": str(run.path), "checkpoint": cfg.checkpoint, "iteration": state["iteration"]}
+    write_results(result, out, {**header, "config": dataclasses.asdict(cfg)}, tasks)
+    plot_adaptation(result, out / "returns.png", title)
     if cfg.video:
-        record_videos(agent, train, tasks, params, cfg.video, out, cfg.seed)
-    sampler.close()
+        normalized = train.get("normalize_actions", False)
+        render_episodes(
+            agent, train["env"], tasks[: cfg.video], result.params, out, cfg.seed, normalized
+        )
     print(f"saved {out}")
     return 0
 
 
-def plot_steps(rows: list[dict], path: Path, title: str) -> None:
-    """Mean return against adaptation step, with the confidence band."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print('note: no plot (matplotlib is not installed: pip install -e ".[viz]")')
-        return
-    steps = [r["step"] for r in rows]
-    mean = np.array([r["mean_return"] for r in rows])
-    ci = np.array([r["ci95"] for r in rows])
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.plot(steps, mean, marker="o")
-    ax.fill_between(steps, mean - ci, mean + ci, alpha=0.25)
-    ax.set_xlabel("adaptation steps")
-    ax.set_ylabel("mean return (95% CI)")
-    ax.set_xticks(steps)
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+def _error(message: str) -> SystemExit:
+    """Bad input: the message on stderr, exit status 2 (as argparse's own errors)."""
+    print(message, file=sys.stderr)
+    return SystemExit(2)
 
 
-def record_videos(agent, train: dict, tasks, params, count, out: Path, seed: int) -> None:
-    """Render ``count`` episodes of the adapted policy (one per task, first tasks) as GIFs."""
-    env_id = train["env"]
-    try:
-        env = gym.make(env_id, render_mode="rgb_array")
-    except Exception as err:
-        print(f"note: no video: {env_id} cannot render rgb_array frames ({err})")
-        return
-    try:
-        import imageio.v2 as imageio
-
-        for k in range(min(count, len(tasks))):
-            own = None if params is None else {n: v[k] for n, v in params.items()}
-            obs, _ = env.reset(seed=seed + k, options={"task": tasks[k]})
-            frames = [env.render()]
-            done = False
-            while not done:
-                with torch.no_grad():
-                    o = torch.as_tensor(obs, dtype=torch.float32, device=agent.device)
-                    action = agent.policy(o.unsqueeze(0), own).mean.cpu().numpy()
-                action = env_actions(
-                    env.action_space, action, train.get("normalize_actions", False)
-                )[0]
-                obs, _, terminated, truncated, _ = env.step(action)
-                frames.append(env.render())
-                done = terminated or truncated
-            imageio.mimsave(out / f"task{k}.gif", frames, duration=1 / 30)
-    except Exception as err:
-        print(
-            f"note: no video: rendering failed ({type(err).__name__}: {err}). MuJoCo renders "
-            "offscreen with EGL (GPU machines: apt install libegl1; MUJOCO_GL=egl) or OSMesa "
-            "(CPU: apt install libosmesa6; MUJOCO_GL=osmesa)"
-        )
-    finally:
-        env.close()
+def _bad_tasks_file(path: str, err: Exception) -> SystemExit:
+    hint = "Pass a tasks.json written by scripts/evaluate.py (or a run's test_tasks.json)"
+    return _error(f"error: --tasks-file {path}: {err}. {hint} for this env")
 
 
 if __name__ == "__main__":

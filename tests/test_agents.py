@@ -24,8 +24,8 @@ def test_every_agent_steps_and_changes_its_parameters(name, variant):
     agent = make_agent(name, sampler, {**SMALL, **variant}, seed=0)
     before = [p.detach().clone() for p in agent.outer_parameters()]
     metrics = agent.step(sampler.sample_tasks(3, np.random.default_rng(0)))
-    assert metrics["step_accepted"] == 1.0
-    assert math.isfinite(metrics["return_before"]) and math.isfinite(metrics["return_after"])
+    assert metrics.step_accepted
+    assert math.isfinite(metrics.return_before) and math.isfinite(metrics.return_after)
     after = agent.outer_parameters()
     assert any(not torch.equal(a, b) for a, b in zip(after, before, strict=True))
     if variant.get("meta_sgd"):

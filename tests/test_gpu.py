@@ -11,8 +11,9 @@ from torch import nn
 
 import envs  # noqa: F401
 from agents import make_agent
-from agents.base import masked_task_mean
 from metarl.maml import MAML
+from metarl.records import InnerStep
+from metarl.returns import masked_task_mean
 from metarl.rollout import MultiTaskSampler
 
 pytestmark = [
@@ -67,7 +68,7 @@ def _adapt_and_differentiate(name, device, pre, post):
     sampler = MultiTaskSampler("metarl/Particles2D-v0", 3, 4, horizon=20, device=device, seed=0)
     agent = make_agent(name, sampler, SMALL, seed=0)
     pre, post = pre.to(device), post.to(device)
-    adapted = agent.adapt_on(agent.policy.params(), [(pre, agent.inner_targets(pre))])
+    adapted = agent.readapt(agent.policy.params(), [InnerStep(pre, agent.inner_targets(pre))])
     logp = agent.log_probs(post, adapted)
     loss = -masked_task_mean(logp * agent.advantages(post), post.mask).mean()
     grads = torch.autograd.grad(loss, agent.outer_parameters())
@@ -101,7 +102,7 @@ def test_every_variant_steps_and_adapts_on_cuda(name, variant):
     sampler = MultiTaskSampler("metarl/Particles2D-v0", 3, 4, horizon=20, device="cuda", seed=0)
     agent = make_agent(name, sampler, {**SMALL, **variant}, seed=0)
     metrics = agent.step(sampler.sample_tasks(3, np.random.default_rng(0)))
-    assert np.isfinite([metrics["return_before"], metrics["return_after"]]).all()
+    assert np.isfinite([metrics.return_before, metrics.return_after]).all()
     assert all(p.is_cuda for p in agent.outer_parameters())
     tasks = sampler.sample_tasks(3, np.random.default_rng(1))
     adapted = agent.adapt(sampler.sample(agent.policy, tasks))
@@ -113,7 +114,7 @@ def test_halfcheetah_batched_physics_with_a_cuda_policy():
     sampler = MultiTaskSampler("metarl/HalfCheetahDir-v0", 2, 2, horizon=10, device="cuda", seed=0)
     agent = make_agent("maml-trpo", sampler, SMALL, seed=0)
     metrics = agent.step(sampler.sample_tasks(2, np.random.default_rng(0)))
-    assert np.isfinite(metrics["return_after"]) and metrics["env_steps"] == 2 * 2 * 10 * 2
+    assert np.isfinite(metrics.return_after) and metrics.env_steps == 2 * 2 * 10 * 2
 
 
 RUN = ["--meta-batch-size", "3", "--episodes-per-task", "3", "--horizon", "15"]

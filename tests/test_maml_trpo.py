@@ -9,6 +9,7 @@ from torch.nn.utils import parameters_to_vector
 import envs  # noqa: F401
 from agents.maml_trpo import MAMLTRPO, MAMLTRPOConfig
 from metarl.maml import detach_params
+from metarl.records import InnerStep
 from metarl.rollout import MultiTaskSampler
 
 
@@ -27,7 +28,7 @@ def _explicit_kl_hessian(agent, batches, post, old, tasks):
     """The Hessian of the mean KL over ``tasks`` with respect to the flat policy parameters."""
     names = [n for n, _ in agent.policy.named_parameters()]
     shapes = [p.shape for _, p in agent.policy.named_parameters()]
-    sub = [(ep.select_tasks(tasks), targets[tasks]) for ep, targets in batches]
+    sub = [InnerStep(s.episodes.select_tasks(tasks), s.targets[tasks]) for s in batches]
     old_sub = {k: v[tasks] for k, v in old.items()}
 
     def kl(flat):
@@ -35,7 +36,7 @@ def _explicit_kl_hessian(agent, batches, post, old, tasks):
         for name, shape in zip(names, shapes, strict=True):
             params[name] = flat[i : i + shape.numel()].reshape(shape)
             i += shape.numel()
-        adapted = agent.adapt_on(params, sub, create_graph=True)
+        adapted = agent.readapt(params, sub, create_graph=True)
         return agent._kl(old_sub, adapted, post.select_tasks(tasks))
 
     flat = parameters_to_vector(agent.policy.parameters()).detach()
@@ -43,7 +44,9 @@ def _explicit_kl_hessian(agent, batches, post, old, tasks):
 
 
 def _to_double(batch):
-    return [(_double(ep), t.double()) for ep, t in batch.batches], _double(batch.post)
+    return [InnerStep(_double(s.episodes), s.targets.double()) for s in batch.steps], _double(
+        batch.post
+    )
 
 
 def _double(episodes):
@@ -58,7 +61,7 @@ def test_fisher_vector_products_are_the_kl_hessian_of_the_kept_tasks_at_their_ex
         batch = agent.collect(tasks)
         agent.policy.double()  # float64 for a tight comparison
         batches, post = _to_double(batch)
-        old = detach_params(agent.adapt_on(agent.policy.params(), batches, create_graph=False))
+        old = detach_params(agent.readapt(agent.policy.params(), batches, create_graph=False))
         rng_state = copy.deepcopy(agent.rng.bit_generator.state)
         fvp = agent._fisher(batches, post, old)
         agent.rng.bit_generator.state = rng_state

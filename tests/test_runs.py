@@ -13,6 +13,7 @@ import agents.maml_trpo
 import envs  # noqa: F401
 from agents.maml_trpo import MAMLTRPO, MAMLTRPOConfig
 from metarl.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from metarl.records import Rejection
 from metarl.rollout import MultiTaskSampler
 
 SMALL = [
@@ -116,7 +117,7 @@ def test_non_finite_loss_never_reaches_the_parameters(monkeypatch):
     real = agents.maml_trpo.surrogate_loss
     monkeypatch.setattr(agents.maml_trpo, "surrogate_loss", lambda *a: real(*a) * float("nan"))
     metrics = agent.step(sampler.sample_tasks(2, np.random.default_rng(0)))
-    assert metrics["step_accepted"] == 0.0 and "non-finite" in metrics["rejected_reason"]
+    assert not metrics.step_accepted and metrics.rejected is Rejection.NON_FINITE
     for k, v in agent.policy.state_dict().items():
         assert torch.equal(v, before[k])
 

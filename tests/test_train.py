@@ -49,9 +49,9 @@ def test_step_respects_the_trust_region_and_improves_the_surrogate(env_id):
     rng = np.random.default_rng(0)
     for _ in range(2):
         metrics = agent.step(sampler.sample_tasks(4, rng))
-        assert metrics["step_accepted"] == 1.0
+        assert metrics.step_accepted
         batch = batches[-1]
-        new = agent.adapt_on(agent.policy.params(), batch.batches, create_graph=False)
+        new = agent.readapt(agent.policy.params(), batch.steps, create_graph=False)
         with torch.no_grad():
             kl = agent._kl(detach_params(batch.adapted), new, batch.post).item()
             old_logp = agent.log_probs(batch.post, batch.adapted)
@@ -59,10 +59,10 @@ def test_step_respects_the_trust_region_and_improves_the_surrogate(env_id):
                 agent.log_probs(batch.post, new), old_logp, batch.post_advantages, batch.post.mask
             ).item()
         assert 0 < kl <= config.max_kl
-        assert kl == pytest.approx(metrics["kl"], rel=1e-4)
-        assert loss_after < metrics["loss_before"]
-        assert loss_after == pytest.approx(metrics["loss_after"], rel=1e-4)
-        assert all(math.isfinite(metrics[k]) for k in ("return_before", "return_after"))
+        assert kl == pytest.approx(metrics.kl, rel=1e-4)
+        assert loss_after < metrics.loss_before
+        assert loss_after == pytest.approx(metrics.loss_after, rel=1e-4)
+        assert math.isfinite(metrics.return_before) and math.isfinite(metrics.return_after)
 
 
 def test_bad_hyperparameter_is_rejected():

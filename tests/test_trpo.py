@@ -10,6 +10,7 @@ from torch.nn.utils import parameters_to_vector
 
 from metarl._cherry import cherry, policy_loss
 from metarl.policies import GaussianMLPPolicy
+from metarl.records import Rejection
 from metarl.trpo import conjugate_gradient, fisher_vector_product, line_search
 
 
@@ -114,12 +115,12 @@ def test_line_search_restores_parameters_when_it_gives_up():
     q = _Quadratic()
     before = q.x.detach().clone()
     result = line_search([q.x], -torch.ones(3), q.evaluate, loss_before=3.0, max_kl=1.0)
-    assert not result.accepted and result.reason
+    assert not result.accepted and result.reason is Rejection.NO_IMPROVEMENT
     assert torch.equal(q.x.detach(), before)
 
 
 def test_line_search_rejects_non_finite_step():
     q = _Quadratic()
     result = line_search([q.x], torch.tensor([1.0, float("nan"), 0.0]), q.evaluate, 3.0, 1.0)
-    assert not result.accepted and "finite" in result.reason
+    assert not result.accepted and result.reason is Rejection.NON_FINITE
     assert torch.equal(q.x.detach(), torch.zeros(3))

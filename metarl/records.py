@@ -1,0 +1,115 @@
+"""Named records that travel between a learner and the training loop.
+
+:class:`InnerStep` is one inner (adaptation) step's data; :class:`StepMetrics` is what a learner's
+``step`` reports for one meta-iteration, with the outcome of its outer step as a field
+(:class:`Rejection`), not a string to compare.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import Any
+
+from torch import Tensor
+
+from metarl.rollout import Episodes
+
+__all__ = ["InnerStep", "Rejection", "StepMetrics"]
+
+
+@dataclasses.dataclass(frozen=True)
+class InnerStep:
+    """The data of one inner step of every task.
+
+    Attributes:
+        episodes: the episodes sampled for the step (``[T, E, H]``).
+        targets: what the inner loss weighs the log-probabilities with (advantages, ``[T, E, H]``,
+            detached).
+    """
+
+    episodes: Episodes
+    targets: Tensor
+
+
+class Rejection(enum.StrEnum):
+    """Why a learner did not apply its outer step (the parameters stayed as they were)."""
+
+    NON_FINITE = "non-finite loss or gradient"
+    NO_IMPROVEMENT = "no candidate improved the surrogate within the KL limit"
+
+
+@dataclasses.dataclass
+class StepMetrics:
+    """One meta-iteration as a learner reports it.
+
+    Attributes:
+        returns: mean episode return before each inner step, then after the last
+            (``inner_steps + 1`` values; ``returns[0]`` is the pre-adaptation return).
+        loss_before: the outer objective before the outer step.
+        loss_after: the outer objective after it (None where the learner does not re-evaluate).
+        kl: mean KL between the adapted policies before and after the outer step; None for a
+            learner without a trust region.
+        rejected: why the outer step was not applied; None when it was.
+        env_steps: env steps sampled in the iteration.
+        time_sampling: seconds spent sampling.
+        time_adaptation: seconds spent in inner steps (outside sampling).
+        time_iteration: seconds for the whole iteration.
+        extra: learner-specific numbers (e.g. MAML-TRPO's ``step_fraction``).
+    """
+
+    returns: list[float]
+    loss_before: float
+    loss_after: float | None = None
+    kl: float | None = None
+    rejected: Rejection | None = None
+    env_steps: int = 0
+    time_sampling: float = 0.0
+    time_adaptation: float = 0.0
+    time_iteration: float = 0.0
+    extra: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    @property
+    def step_accepted(self) -> bool:
+        """Whether the outer step was applied."""
+        return self.rejected is None
+
+    @property
+    def return_before(self) -> float:
+        return self.returns[0]
+
+    @property
+    def return_after(self) -> float:
+        return self.returns[-1]
+
+    @property
+    def time_outer(self) -> float:
+        return self.time_iteration - self.time_sampling - self.time_adaptation
+
+    @property
+    def env_steps_per_s(self) -> float:
+        return self.env_steps / max(self.time_sampling, 1e-9)
+
+    def to_row(self) -> dict[str, Any]:
+        """A flat JSON row for ``metrics.jsonl`` (the keys ``scripts/plot.py`` reads)."""
+        row: dict[str, Any] = {f"return_step{k}": r for k, r in enumerate(self.returns[:-1])}
+        row.update(
+            return_before=self.return_before,
+            return_after=self.return_after,
+            loss_before=self.loss_before,
+            step_accepted=float(self.step_accepted),
+            env_steps=float(self.env_steps),
+            env_steps_per_s=self.env_steps_per_s,
+            time_sampling=self.time_sampling,
+            time_adaptation=self.time_adaptation,
+            time_outer=self.time_outer,
+            time_iteration=self.time_iteration,
+        )
+        if self.loss_after is not None:
+            row["loss_after"] = self.loss_after
+        if self.kl is not None:
+            row["kl"] = self.kl
+        if self.rejected is not None:
+            row["rejected_reason"] = str(self.rejected)
+        row.update(self.extra)
+        return row
