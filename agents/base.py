@@ -29,13 +29,19 @@ from metarl.maml import (
     rates_by_name,
 )
 from metarl.policies import make_policy
-from metarl.records import InnerStep, Rejection, StepMetrics
+from metarl.records import InnerStep, MetaBatch, Rejection, StepMetrics
 from metarl.returns import discounted_returns, gae, masked_task_mean, normalize
 from metarl.rollout import Episodes
 from metarl.samplers import Sampler
 from metarl.tasks import Task
 
-__all__ = ["AgentConfig", "MetaAgent", "MetaBatch", "OuterAdamAgent"]
+__all__ = [
+    "AgentConfig",
+    "MetaAgent",
+    "OuterAdamAgent",
+    "require_positive",
+    "require_unit",
+]
 
 
 def require_positive(config: Any, *names: str) -> None:
@@ -99,55 +105,6 @@ class AgentConfig:
             raise ValueError(f"--hidden-sizes must be positive, got {self.hidden_sizes}")
         if self.activation not in ("tanh", "relu"):
             raise ValueError(f"--activation must be tanh or relu, got {self.activation!r}")
-
-
-@dataclasses.dataclass
-class MetaBatch:
-    """What :meth:`MetaAgent.collect` gathers for one meta-iteration.
-
-    Attributes:
-        adapted: per-task adapted parameters, differentiable in the outer parameters.
-        steps: the data of every inner step.
-        post: episodes of the adapted policies.
-        post_advantages: advantages of ``post``.
-        returns: mean return before each inner step and after the last.
-        env_steps: env steps sampled.
-        time_sampling: seconds spent sampling.
-        time_adaptation: seconds spent adapting (outside sampling).
-        started: ``time.perf_counter()`` at the start of the iteration.
-    """
-
-    adapted: Params
-    steps: list[InnerStep]
-    post: Episodes
-    post_advantages: Tensor
-    returns: list[float]
-    env_steps: int
-    time_sampling: float
-    time_adaptation: float
-    started: float
-
-    def finish(
-        self,
-        loss_before: float,
-        loss_after: float | None = None,
-        kl: float | None = None,
-        rejected: Rejection | None = None,
-        **extra: float,
-    ) -> StepMetrics:
-        """The iteration's :class:`StepMetrics`, timed up to now."""
-        return StepMetrics(
-            returns=self.returns,
-            loss_before=loss_before,
-            loss_after=loss_after,
-            kl=kl,
-            rejected=rejected,
-            env_steps=self.env_steps,
-            time_sampling=self.time_sampling,
-            time_adaptation=self.time_adaptation,
-            time_iteration=time.perf_counter() - self.started,
-            extra=dict(extra),
-        )
 
 
 class MetaAgent:

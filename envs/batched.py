@@ -1,20 +1,44 @@
-"""Batched MuJoCo vector envs: N physics instances stepped together on MuJoCo's C++ threads.
+"""The base of the batched MuJoCo task vector envs: N simulations stepped on MuJoCo's C++ threads.
 
-:class:`HalfCheetahTaskVectorEnv` is the ``vector_entry_point`` of the HalfCheetah task envs. It
+:class:`MujocoTaskVectorEnv` is what a MuJoCo task family's ``vector_entry_point`` builds on. It
 holds ``num_envs`` simulations of the single env's model in one :class:`mujoco.batch.Batch`: one
 ``step`` call advances all of them by ``frame_skip`` substeps on a persistent pool of C++ worker
-threads (the Global Interpreter Lock released), with no Python loop over envs. Observations,
-rewards and resets are numpy over the whole batch, and the reward is the single env's own
-:meth:`~envs.half_cheetah.HalfCheetahTaskEnv.reward` applied to arrays.
+threads (the Global Interpreter Lock released), with no Python loop over envs. The base does the
+stepping, the resets, the tasks, the contact forces and Gymnasium's vector API (through
+:class:`metarl.vector.BatchedTaskVectorEnv`); a family supplies what differs, over the whole batch:
+
+* :attr:`~MujocoTaskVectorEnv.env_class`, its Gymnasium v5 single task env (model, ``frame_skip``,
+  ``reset_model``, spaces and the array reward all come from it);
+* :meth:`~MujocoTaskVectorEnv._position`, the position whose change over a step is the velocity
+  its reward sees (HalfCheetah-v5: ``qpos`` x; Ant-v5: the main body's ``xpos`` xy);
+* :meth:`~MujocoTaskVectorEnv._observe`, the observation of every env from the state arrays;
+* :meth:`~MujocoTaskVectorEnv._outcome`, the reward (the single env's own array reward),
+  termination and ``info`` of every env;
+* :meth:`~MujocoTaskVectorEnv._reset_info`, and where needed :attr:`bound_fields` (derived MjData
+  fields it reads, e.g. ``xpos``) and :meth:`~MujocoTaskVectorEnv._wants_contact_forces`.
+
+Tasks reach the family as arrays: ``self._task_arrays[key]`` stacks every env's ``task[key]``
+(``[N]`` for a number, ``[N, 2]`` for a 2D goal).
+
+Resets run the single env's own ``reset_model`` on its MjData with env ``i``'s generator, then copy
+the state into the batch: the noise is drawn by the same code in the same order as the single env
+seeded with ``seed + i``, whatever the family.
 
 Why :mod:`mujoco.batch` rather than :func:`mujoco.rollout.rollout`: a rollout is stateless, so each
 env step would restart the constraint solver without its warm start (``qacc_warmstart``, part of
 MuJoCo's integration state but not of the full-physics state a rollout takes and returns). The
 trajectories then drift from the single env's (by 1e-7 after 50 HalfCheetah steps and by O(1)
 after 100, as contacts amplify the difference). A batch keeps each simulation's whole integration
-state between calls and is bit-identical to stepping one ``MjData`` per env, at any thread count;
-it is also no slower. ``scripts/bench_sampler.py`` still measures the open-loop
-:func:`mujoco.rollout.rollout` rate as the physics limit.
+state between calls and is bit-identical to stepping one ``MjData`` per env, at any thread count.
+``scripts/bench_sampler.py`` still measures the open-loop :func:`mujoco.rollout.rollout` rate as the
+physics limit.
+
+Contact forces: Gymnasium's ``MujocoEnv`` calls ``mj_rnePostConstraint`` after every step, which
+fills ``cfrc_ext`` (Ant-v5's contact cost and observation read it); ``mj_step`` alone leaves it
+unset, and a batch cannot run it. A family that wants the forces gets a persistent batch (one
+MjData per simulation, which keeps the last substep's derived fields) and the base runs
+``mj_rnePostConstraint`` on a copy of each simulation after each step: about 3 us per env, in
+Python, next to the physics' ~180 us per Ant env step.
 
 Threads: the batch's pool has ``num_threads`` threads (the caller's included), ``os.cpu_count()``
 by default. The policy runs between physics calls, so give torch one thread
@@ -24,32 +48,45 @@ compete with MuJoCo's for the same cores.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any, ClassVar
 
 import mujoco
 import numpy as np
+from gymnasium.envs.mujoco import MujocoEnv
 
-from envs.half_cheetah import HalfCheetahDirEnv, HalfCheetahTaskEnv, HalfCheetahVelEnv
 from metarl.vector import BatchedTaskVectorEnv
 
 try:
     from mujoco import batch as mj_batch
-except ImportError as err:  # mujoco.batch arrived in MuJoCo 4.0
-    raise ImportError(
-        f"envs.batched needs mujoco>=4.0 (mujoco.batch); found mujoco {mujoco.__version__}. "
-        "Upgrade with `pip install -U 'mujoco>=4'`, or make the vector env with "
-        "vectorization_mode='sync'."
-    ) from err
+except ImportError:  # mujoco.batch arrived in MuJoCo 4.0; the single envs work without it
+    mj_batch = None
 
-__all__ = ["HalfCheetahDirVectorEnv", "HalfCheetahTaskVectorEnv", "HalfCheetahVelVectorEnv"]
+__all__ = ["MujocoTaskVectorEnv", "StepOutcome"]
 
 
-class HalfCheetahTaskVectorEnv(BatchedTaskVectorEnv):
-    """``num_envs`` copies of a HalfCheetah task env, physics batched in MuJoCo's C++ threads.
+@dataclasses.dataclass(frozen=True)
+class StepOutcome:
+    """What one step gave every env, besides the observation.
+
+    Attributes:
+        reward: ``[N]`` rewards.
+        terminated: ``[N]`` bool, True where the env reached a terminal state.
+        info: arrays over envs (``[N]`` each), as the single env's ``info``.
+    """
+
+    reward: np.ndarray
+    terminated: np.ndarray
+    info: dict[str, np.ndarray]
+
+
+class MujocoTaskVectorEnv(BatchedTaskVectorEnv):
+    """``num_envs`` copies of a MuJoCo task env, physics batched in MuJoCo's C++ threads.
 
     Reproduces the single env exactly: env ``i`` reset with seed ``s + i`` and stepped with the
-    same actions gives the single env's observations, rewards and terminations, bit for bit.
+    same actions gives the single env's observations, rewards, terminations and truncations, bit
+    for bit. A family subclasses it and supplies the members named in the module docstring.
 
     Args:
         num_envs: number of sub-environments.
@@ -59,10 +96,12 @@ class HalfCheetahTaskVectorEnv(BatchedTaskVectorEnv):
         **kwargs: keyword arguments of the single env (task, reward weights, ``frame_skip``, ...).
 
     Raises:
+        ImportError: with a MuJoCo older than 4.0 (no :mod:`mujoco.batch`).
         ValueError: for a ``render_mode`` (render a single env instead) or a bad ``num_threads``.
     """
 
-    env_class: ClassVar[type[HalfCheetahTaskEnv]]
+    env_class: ClassVar[type[MujocoEnv]]
+    bound_fields: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -71,6 +110,12 @@ class HalfCheetahTaskVectorEnv(BatchedTaskVectorEnv):
         num_threads: int | None = None,
         **kwargs: Any,
     ) -> None:
+        if mj_batch is None:
+            raise ImportError(
+                f"{type(self).__name__} needs mujoco>=4.0 (mujoco.batch); found mujoco "
+                f"{mujoco.__version__}. Upgrade with `pip install -U 'mujoco>=4'`, or make the "
+                "vector env with vectorization_mode='sync'."
+            )
         if kwargs.get("render_mode") is not None:
             raise ValueError(
                 f"{type(self).__name__} does not render; make the env with "
@@ -83,37 +128,77 @@ class HalfCheetahTaskVectorEnv(BatchedTaskVectorEnv):
         single = self.env_class(**kwargs)
         super().__init__(single, num_envs, max_episode_steps)
         self.num_threads = num_threads
+        self.dt = single.dt
         self._model = single.model
         self._frame_skip = single.frame_skip
-        self._dt = single.dt
-        self._init_qpos = single.init_qpos.copy()
-        self._init_qvel = single.init_qvel.copy()
-        self._noise_scale = single._reset_noise_scale
-        self._first_obs_qpos = single.observation_structure["skipped_qpos"]
-        self._batch = mj_batch.Batch(single.model, num_envs, nthread=num_threads)
+        self.computes_contact_forces = self._wants_contact_forces()
+        # A persistent batch keeps one MjData per simulation, whose derived fields (contacts,
+        # constraint forces) mj_rnePostConstraint needs after the step.
+        self._batch = mj_batch.Batch(
+            single.model, num_envs, nthread=num_threads, persistent=self.computes_contact_forces
+        )
         self._qpos = self._batch.bind("qpos")
         self._qvel = self._batch.bind("qvel")
         self._ctrl = self._batch.bind("ctrl")
+        self._act = self._batch.bind("act") if single.model.na else None
+        self._fields = {name: self._batch.bind(name) for name in self.bound_fields}
+        self._contact_forces = np.zeros((num_envs, single.model.nbody, 6))
+        self._scratch = mujoco.MjData(single.model)
 
-    def _tasks_changed(self) -> None:
-        key = self.env_class.task_key
-        self._task_values = np.array([t[key] for t in self._tasks], dtype=np.float64)
+    # -- what a family supplies ----------------------------------------------------------------
+
+    def _wants_contact_forces(self) -> bool:
+        """Whether the family reads ``cfrc_ext`` (``self._contact_forces``); False by default."""
+        return False
+
+    def _position(self) -> np.ndarray:
+        """``[N, ...]`` the position whose change over a step, divided by ``dt``, is the velocity
+        that :meth:`_outcome` receives; empty by default."""
+        return np.zeros((self.num_envs, 0))
 
     def _observe(self) -> np.ndarray:
-        """HalfCheetah-v5's observation for every env: ``qpos`` (x excluded) then ``qvel``."""
-        return np.concatenate((self._qpos[:, self._first_obs_qpos :], self._qvel), axis=1)
+        """``[N, obs_dim]`` the observation of every env, from the current state arrays."""
+        raise NotImplementedError
+
+    def _outcome(self, velocity: np.ndarray, actions: np.ndarray) -> StepOutcome:
+        """Reward, termination and info of every env after a step.
+
+        Args:
+            velocity: ``[N, ...]`` change of :meth:`_position` over the step, divided by ``dt``.
+            actions: ``[N, act_dim]`` the actions as given.
+        """
+        raise NotImplementedError
+
+    # -- the base ------------------------------------------------------------------------------
+
+    def _tasks_changed(self) -> None:
+        # Every task of a family has the same keys (the single env validated them).
+        self._task_arrays = {
+            key: np.array([task[key] for task in self._tasks], dtype=np.float64)
+            for key in self._tasks[0]
+        }
 
     def _reset_envs(self, which: np.ndarray) -> np.ndarray:
-        # Reset as HalfCheetah-v5 does (mj_resetData, then reset_model's noise, then mj_forward),
-        # drawing env i's noise from its own generator in the same order as reset_model.
-        self._batch.reset(which, stage=mujoco.mjtStage.mjSTAGE_NONE)
-        scale = self._noise_scale
-        nq, nv = self._model.nq, self._model.nv
-        for i in np.flatnonzero(which):
-            rng = self._rngs[i]
-            self._qpos[i] = self._init_qpos + rng.uniform(low=-scale, high=scale, size=nq)
-            self._qvel[i] = self._init_qvel + scale * rng.standard_normal(nv)
-        self._batch.forward(which)
+        # Reset as the single env does (mj_resetData, then its reset_model, which draws the noise
+        # and runs mj_forward), on the single env's MjData with env i's generator, then copy the
+        # state in; the batch's own reset clears the rest of the integration state (warm start).
+        ids = np.flatnonzero(which)
+        self._batch.reset(ids, stage=mujoco.mjtStage.mjSTAGE_NONE)
+        single = self.single_env.unwrapped
+        own_rng = single.np_random
+        try:
+            for i in ids:
+                single.np_random = self._rngs[i]
+                mujoco.mj_resetData(single.model, single.data)
+                single.reset_model()
+                self._qpos[i] = single.data.qpos
+                self._qvel[i] = single.data.qvel
+                if self._act is not None:
+                    self._act[i] = single.data.act
+                self._contact_forces[i] = single.data.cfrc_ext
+        finally:
+            single.np_random = own_rng
+        self._batch.forward(ids)
         return self._observe()[which]
 
     def _step_envs(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
@@ -122,34 +207,27 @@ class HalfCheetahTaskVectorEnv(BatchedTaskVectorEnv):
             raise ValueError(
                 f"actions must be shaped {expected} (envs, action dim), got {actions.shape}"
             )
-        x_before = self._qpos[:, 0].copy()
+        before = self._position().copy()
         self._ctrl[:] = actions
         self._batch.step(nstep=self._frame_skip)
-        x_after = self._qpos[:, 0].copy()
-        x_velocity = (x_after - x_before) / self._dt
-        reward, terms = self.single_env.unwrapped.reward(x_velocity, actions, self._task_values)
-        info = {"x_position": x_after, "x_velocity": x_velocity, **terms}
-        # HalfCheetah never terminates; the time limit truncates.
-        return self._observe(), reward, np.zeros(self.num_envs, dtype=bool), info
+        if self.computes_contact_forces:
+            self._update_contact_forces()
+        velocity = (self._position() - before) / self.dt
+        outcome = self._outcome(velocity, actions)
+        return self._observe(), outcome.reward, outcome.terminated, outcome.info
 
-    def _reset_info(self, which: np.ndarray) -> dict[str, np.ndarray]:
-        # As HalfCheetah-v5's reset: only the x position.
-        return {"x_position": self._qpos[:, 0].copy()}
+    def _update_contact_forces(self) -> None:
+        # As Gymnasium's MujocoEnv after mj_step; the batch has no mj_rnePostConstraint, so it runs
+        # here on a copy of each simulation's MjData (persistent: the last substep's fields).
+        scratch = self._scratch
+        for i in range(self.num_envs):
+            self._batch.get_data(i, scratch)
+            mujoco.mj_rnePostConstraint(self._model, scratch)
+            self._contact_forces[i] = scratch.cfrc_ext
 
     def close_extras(self, **kwargs: Any) -> None:
         """Release the simulations and the single env."""
-        self._qpos = self._qvel = self._ctrl = None
+        self._qpos = self._qvel = self._ctrl = self._act = None
+        self._fields = {}
         self._batch = None
         self.single_env.close()
-
-
-class HalfCheetahDirVectorEnv(HalfCheetahTaskVectorEnv):
-    """Batched :class:`~envs.half_cheetah.HalfCheetahDirEnv` (``metarl/HalfCheetahDir-v0``)."""
-
-    env_class = HalfCheetahDirEnv
-
-
-class HalfCheetahVelVectorEnv(HalfCheetahTaskVectorEnv):
-    """Batched :class:`~envs.half_cheetah.HalfCheetahVelEnv` (``metarl/HalfCheetahVel-v0``)."""
-
-    env_class = HalfCheetahVelEnv

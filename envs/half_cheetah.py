@@ -3,8 +3,9 @@
 Both are thin subclasses of Gymnasium's HalfCheetah-v5: the same physics, 17-d observation (x
 excluded), reset noise and typed keyword arguments. Only the task and the forward reward change,
 and the control cost weight defaults to 0.05 as in MAML. Each env's reward is one method over
-arrays (:meth:`HalfCheetahTaskEnv.reward`), used both by the single env (scalars) and by the batched
-vector env in :mod:`envs.batched` (arrays over envs), so the two cannot drift.
+arrays (:meth:`HalfCheetahTaskEnv.reward`), used both by the single env (scalars) and by its
+batched vector env here (:class:`HalfCheetahTaskVectorEnv`, on :mod:`envs.batched`; arrays over
+envs), so the two cannot drift.
 
 The time limit (100 steps) comes from the registration in :mod:`envs`.
 """
@@ -21,9 +22,18 @@ import numpy as np
 from gymnasium.envs.mujoco.half_cheetah_v5 import DEFAULT_CAMERA_CONFIG, HalfCheetahEnv
 from gymnasium.utils import EzPickle
 
+from envs.batched import MujocoTaskVectorEnv, StepOutcome
+from envs.task_kinds import DirectionTasks, task_number
 from metarl.tasks import Task, TaskEnv
 
-__all__ = ["HalfCheetahDirEnv", "HalfCheetahTaskEnv", "HalfCheetahVelEnv"]
+__all__ = [
+    "HalfCheetahDirEnv",
+    "HalfCheetahDirVectorEnv",
+    "HalfCheetahTaskEnv",
+    "HalfCheetahTaskVectorEnv",
+    "HalfCheetahVelEnv",
+    "HalfCheetahVelVectorEnv",
+]
 
 ArrayOrFloat = np.ndarray | float
 
@@ -127,19 +137,10 @@ class HalfCheetahTaskEnv(TaskEnv, HalfCheetahEnv):
 
     def _task_value(self, task: Mapping[str, Any]) -> float:
         """The task's single number, with a message naming the expected form otherwise."""
-        name = type(self).__name__.removesuffix("Env")
-        form = f"Task({self.task_key}=<number>)"
-        if set(task) != {self.task_key}:
-            raise ValueError(f"a {name} task is {form}; got keys {sorted(task)}")
-        value = Task(task)[self.task_key]
-        if not isinstance(value, float):
-            raise ValueError(
-                f"a {name} task is {form}; got {self.task_key}={task[self.task_key]!r}"
-            )
-        return value
+        return task_number(type(self).__name__.removesuffix("Env"), task, self.task_key)
 
 
-class HalfCheetahDirEnv(HalfCheetahTaskEnv):
+class HalfCheetahDirEnv(DirectionTasks, HalfCheetahTaskEnv):
     """Run forward or backward: task ``Task(direction=d)``, ``d`` in ``{-1, +1}`` (equally likely).
 
     Reward: ``forward_reward_weight * d * v_x - ctrl_cost_weight * ||a||^2``.
@@ -153,8 +154,6 @@ class HalfCheetahDirEnv(HalfCheetahTaskEnv):
         Networks." ICML 2017, section 5.3.
     """
 
-    task_key = "direction"
-
     def __init__(self, task: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         EzPickle.__init__(self, task=task, **kwargs)
@@ -162,18 +161,6 @@ class HalfCheetahDirEnv(HalfCheetahTaskEnv):
 
     def forward_reward(self, x_velocity: ArrayOrFloat, task_value: ArrayOrFloat) -> ArrayOrFloat:
         return self._forward_reward_weight * task_value * x_velocity
-
-    def _sample_tasks(self, n: int, rng: np.random.Generator) -> list[Task]:
-        directions = 2 * rng.binomial(1, 0.5, size=n) - 1
-        return [Task(direction=d) for d in directions]
-
-    def _validate_task(self, task: Mapping[str, Any]) -> Task:
-        direction = self._task_value(task)
-        if direction not in (-1.0, 1.0):
-            raise ValueError(
-                f"a HalfCheetahDir direction is -1.0 (backward) or 1.0 (forward), got {direction}"
-            )
-        return Task(direction=direction)
 
 
 class HalfCheetahVelEnv(HalfCheetahTaskEnv):
@@ -230,3 +217,50 @@ class HalfCheetahVelEnv(HalfCheetahTaskEnv):
                 "pass velocity_range=(low, high) to the env to widen the range"
             )
         return Task(velocity=velocity)
+
+
+class HalfCheetahTaskVectorEnv(MujocoTaskVectorEnv):
+    """``num_envs`` copies of a HalfCheetah task env, physics batched (see :mod:`envs.batched`).
+
+    The family's part: the velocity is that of ``qpos`` x, the observation is ``qpos`` (x excluded)
+    then ``qvel``, the reward is the single env's :meth:`HalfCheetahTaskEnv.reward`, and an episode
+    never terminates (the time limit truncates it).
+
+    Args:
+        num_envs: number of sub-environments.
+        max_episode_steps: time limit per episode (the registration passes it).
+        num_threads: MuJoCo worker threads, the calling thread included; ``os.cpu_count()`` when
+            omitted.
+        **kwargs: keyword arguments of the single env (task, reward weights, ``frame_skip``, ...).
+    """
+
+    env_class: ClassVar[type[HalfCheetahTaskEnv]]
+
+    def _position(self) -> np.ndarray:
+        return self._qpos[:, 0]
+
+    def _observe(self) -> np.ndarray:
+        skipped = self.single_env.observation_structure["skipped_qpos"]
+        return np.concatenate((self._qpos[:, skipped:], self._qvel), axis=1)
+
+    def _outcome(self, velocity: np.ndarray, actions: np.ndarray) -> StepOutcome:
+        task_values = self._task_arrays[self.env_class.task_key]
+        reward, terms = self.single_env.reward(velocity, actions, task_values)
+        info = {"x_position": self._qpos[:, 0].copy(), "x_velocity": velocity, **terms}
+        return StepOutcome(reward, np.zeros(self.num_envs, dtype=bool), info)
+
+    def _reset_info(self, which: np.ndarray) -> dict[str, np.ndarray]:
+        # As HalfCheetah-v5's reset: only the x position.
+        return {"x_position": self._qpos[:, 0].copy()}
+
+
+class HalfCheetahDirVectorEnv(HalfCheetahTaskVectorEnv):
+    """Batched :class:`HalfCheetahDirEnv` (``metarl/HalfCheetahDir-v0``)."""
+
+    env_class = HalfCheetahDirEnv
+
+
+class HalfCheetahVelVectorEnv(HalfCheetahTaskVectorEnv):
+    """Batched :class:`HalfCheetahVelEnv` (``metarl/HalfCheetahVel-v0``)."""
+
+    env_class = HalfCheetahVelEnv

@@ -1,21 +1,24 @@
 """Named records that travel between a learner and the training loop.
 
-:class:`InnerStep` is one inner (adaptation) step's data; :class:`StepMetrics` is what a learner's
-``step`` reports for one meta-iteration, with the outcome of its outer step as a field
-(:class:`Rejection`), not a string to compare.
+:class:`InnerStep` is one inner (adaptation) step's data and :class:`MetaBatch` one
+meta-iteration's, as ``MetaAgent.collect`` gathers it; :class:`StepMetrics` is what a learner's
+``step`` reports, with the outcome of its outer step as a field (:class:`Rejection`), not a string
+to compare.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import time
 from typing import Any
 
 from torch import Tensor
 
+from metarl.maml import Params
 from metarl.rollout import Episodes
 
-__all__ = ["InnerStep", "Rejection", "StepMetrics"]
+__all__ = ["InnerStep", "MetaBatch", "Rejection", "StepMetrics"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,3 +116,52 @@ class StepMetrics:
             row["rejected_reason"] = str(self.rejected)
         row.update(self.extra)
         return row
+
+
+@dataclasses.dataclass
+class MetaBatch:
+    """What :meth:`MetaAgent.collect` gathers for one meta-iteration.
+
+    Attributes:
+        adapted: per-task adapted parameters, differentiable in the outer parameters.
+        steps: the data of every inner step.
+        post: episodes of the adapted policies.
+        post_advantages: advantages of ``post``.
+        returns: mean return before each inner step and after the last.
+        env_steps: env steps sampled.
+        time_sampling: seconds spent sampling.
+        time_adaptation: seconds spent adapting (outside sampling).
+        started: ``time.perf_counter()`` at the start of the iteration.
+    """
+
+    adapted: Params
+    steps: list[InnerStep]
+    post: Episodes
+    post_advantages: Tensor
+    returns: list[float]
+    env_steps: int
+    time_sampling: float
+    time_adaptation: float
+    started: float
+
+    def finish(
+        self,
+        loss_before: float,
+        loss_after: float | None = None,
+        kl: float | None = None,
+        rejected: Rejection | None = None,
+        **extra: float,
+    ) -> StepMetrics:
+        """The iteration's :class:`StepMetrics`, timed up to now."""
+        return StepMetrics(
+            returns=self.returns,
+            loss_before=loss_before,
+            loss_after=loss_after,
+            kl=kl,
+            rejected=rejected,
+            env_steps=self.env_steps,
+            time_sampling=self.time_sampling,
+            time_adaptation=self.time_adaptation,
+            time_iteration=time.perf_counter() - self.started,
+            extra=dict(extra),
+        )

@@ -103,7 +103,10 @@ class BatchedTaskVectorEnv(VectorEnv):
         everyone = np.ones(self.num_envs, dtype=bool)
         self._elapsed[:] = 0
         self._needs_reset[:] = False
-        return self._reset_envs(everyone), {}
+        obs = self._reset_envs(everyone)
+        # As SyncVectorEnv: every env's reset info, each key with its "_key" mask.
+        info = self._reset_info(everyone)
+        return obs, {**info, **{f"_{key}": everyone.copy() for key in info}}
 
     def step(
         self, actions: np.ndarray

@@ -1,20 +1,28 @@
-"""Benchmark multi-task sampling on a MuJoCo task env: generic vector env vs batched physics.
+"""Benchmark multi-task sampling on MuJoCo task envs: generic vector env vs batched physics.
 
-Measures, in one run, env steps per second for ``num_tasks x episodes_per_task`` envs and
-``horizon`` steps with a Gaussian MLP policy in the loop (one batched policy call per step, through
+Measures, in one run and for each env of ``--env-ids`` (HalfCheetahDir, AntDir and AntGoal by
+default), env steps per second for ``num_tasks x episodes_per_task`` envs and ``horizon`` steps
+with a Gaussian MLP policy in the loop (one batched policy call per step, through
 :class:`metarl.rollout.MultiTaskSampler`):
 
 1. Gymnasium's ``SyncVectorEnv`` of the single env;
-2. the env's batched vector env (``envs.batched``, MuJoCo's C++ threads);
-3. the raw physics limit: :func:`mujoco.rollout.rollout` stepping the same envs open loop for the
-   same number of substeps (no policy, no Python per step), on the same number of threads;
+2. the env's batched vector env (on ``envs.batched``, MuJoCo's C++ threads);
+3. the raw physics limit: :func:`mujoco.rollout.rollout` stepping the same model's envs open loop
+   for the same number of substeps (no policy, no Python per step), on the same number of threads;
 
 then the ratios 2/3 and 2/1. Each figure is the best of ``repeats`` timed runs after one warm-up;
 the spread (slowest run) is printed next to it.
 
+Reading the Ant rows: the batched Ant env also runs ``mj_rnePostConstraint`` per env after each
+step (the contact forces its observation and contact cost read; the raw rollout has none), and an
+ant that leaves its healthy height ends its episode early; the sampler counts only the steps of
+running episodes while the physics keeps stepping every env, so early ends lower row 2 against
+row 3.
+
 Example:
     python scripts/bench_sampler.py
     python scripts/bench_sampler.py --num-tasks 2 --episodes-per-task 2 --horizon 5 --repeats 1
+    python scripts/bench_sampler.py --env-ids metarl/AntDir-v0 --no-sync
 """
 
 from __future__ import annotations
@@ -43,9 +51,9 @@ from metarl.rollout import MultiTaskSampler
 class BenchConfig:
     """Settings of one benchmark run."""
 
-    env_id: str = dataclasses.field(
-        default="metarl/HalfCheetahDir-v0",
-        metadata={"help": "a MuJoCo task env with a batched vector_entry_point"},
+    env_ids: tuple[str, ...] = dataclasses.field(
+        default=("metarl/HalfCheetahDir-v0", "metarl/AntDir-v0", "metarl/AntGoal-v0"),
+        metadata={"help": "MuJoCo task envs with a batched vector_entry_point, measured in turn"},
     )
     num_tasks: int = dataclasses.field(default=40, metadata={"help": "tasks per sample (T)"})
     episodes_per_task: int = dataclasses.field(
@@ -90,11 +98,14 @@ def parse_config(argv: list[str] | None = None) -> BenchConfig:
             parser.add_argument(
                 flag, action=argparse.BooleanOptionalAction, default=field.default, help=help_text
             )
+        elif isinstance(field.default, tuple):
+            parser.add_argument(flag, nargs="+", default=field.default, help=help_text)
         else:
             parser.add_argument(
                 flag, type=type(field.default), default=field.default, help=help_text
             )
-    config = BenchConfig(**vars(parser.parse_args(argv)))
+    args = vars(parser.parse_args(argv))
+    config = BenchConfig(**{**args, "env_ids": tuple(args["env_ids"])})
     for name in ("num_tasks", "episodes_per_task", "horizon", "repeats", "torch_threads"):
         if getattr(config, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
@@ -120,13 +131,13 @@ def collect_mujoco_warnings() -> Iterator[None]:
 Runner = Callable[[], float]  # one timed run, returning env steps per second
 
 
-def sampler_runner(config: BenchConfig, mode: str, stack: ExitStack) -> Runner:
+def sampler_runner(config: BenchConfig, env_id: str, mode: str, stack: ExitStack) -> Runner:
     """One :meth:`MultiTaskSampler.sample` call through a vectorization mode, as a runner."""
     T, E = config.num_tasks, config.episodes_per_task
     with collect_mujoco_warnings():
         batched = mode == "vector_entry_point"
         sampler = MultiTaskSampler(
-            config.env_id,
+            env_id,
             T,
             E,
             config.horizon,
@@ -150,7 +161,7 @@ def sampler_runner(config: BenchConfig, mode: str, stack: ExitStack) -> Runner:
     return run
 
 
-def raw_rollout_runner(config: BenchConfig, stack: ExitStack) -> Runner:
+def raw_rollout_runner(config: BenchConfig, env_id: str, stack: ExitStack) -> Runner:
     """``mujoco.rollout`` stepping the same envs open loop for ``horizon`` env steps, as a runner.
 
     Initial states are the env's own resets; controls are uniform in the control range and held
@@ -159,7 +170,7 @@ def raw_rollout_runner(config: BenchConfig, stack: ExitStack) -> Runner:
     """
     n = config.num_tasks * config.episodes_per_task
     with collect_mujoco_warnings():
-        env = gym.make(config.env_id).unwrapped
+        env = gym.make(env_id).unwrapped
     stack.callback(env.close)
     model = env.model
     spec = mujoco.mjtState.mjSTATE_FULLPHYSICS
@@ -183,18 +194,18 @@ def raw_rollout_runner(config: BenchConfig, stack: ExitStack) -> Runner:
     return run
 
 
-def main(argv: list[str] | None = None) -> dict[str, float]:
-    """Run the benchmark, print the table and return the best rates (steps/s).
+def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
+    """Run the benchmark, print one table per env and return the best rates (steps/s) by env.
 
-    The measurements take turns (one run of each per round) so that a change in the load of a
-    shared machine affects all of them alike.
+    The measurements take turns (one run of each, of every env, per round) so that a change in the
+    load of a shared machine affects all of them alike.
     """
     config = parse_config(argv)
     torch.set_num_threads(config.torch_threads)
     load_before = os.getloadavg()[0]
     n = config.num_tasks * config.episodes_per_task
     print(
-        f"{config.env_id}: N = {n} envs ({config.num_tasks} tasks x {config.episodes_per_task} "
+        f"N = {n} envs ({config.num_tasks} tasks x {config.episodes_per_task} "
         f"episodes), horizon {config.horizon}, policy 2x100 Gaussian MLP "
         f"({'per-task' if config.per_task_params else 'shared'} parameters)\n"
         f"{os.cpu_count()} CPUs, torch {torch.__version__} ({config.torch_threads} threads), "
@@ -207,27 +218,35 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         "raw": "3. mujoco.rollout open loop (physics limit)",
     }
     with ExitStack() as stack:
-        runners = {}
-        if config.sync:
-            runners["sync"] = sampler_runner(config, "sync", stack)
-        runners["batched"] = sampler_runner(config, "vector_entry_point", stack)
-        runners["raw"] = raw_rollout_runner(config, stack)
-        rates: dict[str, list[float]] = {key: [] for key in runners}
+        runners: dict[tuple[str, str], Runner] = {}
+        for env_id in config.env_ids:
+            if config.sync:
+                runners[env_id, "sync"] = sampler_runner(config, env_id, "sync", stack)
+            runners[env_id, "batched"] = sampler_runner(config, env_id, "vector_entry_point", stack)
+            runners[env_id, "raw"] = raw_rollout_runner(config, env_id, stack)
+        rates: dict[tuple[str, str], list[float]] = {key: [] for key in runners}
         for round_ in range(config.repeats + 1):
             for key, run in runners.items():
                 rate = run()
                 if round_ > 0:  # round 0 warms up
                     rates[key].append(rate)
-    best = {key: max(values) for key, values in rates.items()}
     print(
         f"machine load average (1 min) before / after: {load_before:.1f} / "
         f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
     )
-    for key, values in rates.items():
-        print(f"{names[key]:<46} {max(values):>10,.0f} steps/s  [{min(values):>9,.0f}]")
-    print(f"{'ratio 2/3 (target >= 0.8)':<46} {best['batched'] / best['raw']:>10.2f}")
-    if config.sync:
-        print(f"{'ratio 2/1 (target >= 2.5)':<46} {best['batched'] / best['sync']:>10.2f}")
+    best: dict[str, dict[str, float]] = {env_id: {} for env_id in config.env_ids}
+    for (env_id, kind), values in rates.items():
+        best[env_id][kind] = max(values)
+    for env_id in config.env_ids:
+        print(f"\n{env_id}")
+        for kind, rate in best[env_id].items():
+            slowest = min(rates[env_id, kind])
+            print(f"{names[kind]:<46} {rate:>10,.0f} steps/s  [{slowest:>9,.0f}]")
+        env_best = best[env_id]
+        print(f"{'ratio 2/3 (target >= 0.8)':<46} {env_best['batched'] / env_best['raw']:>10.2f}")
+        if config.sync:
+            ratio = env_best["batched"] / env_best["sync"]
+            print(f"{'ratio 2/1 (target >= 2.5)':<46} {ratio:>10.2f}")
     return best
 
 

@@ -1,4 +1,4 @@
-"""The batched HalfCheetah vector envs (envs.batched) against the single env, and the benchmark."""
+"""Batched HalfCheetah vector envs (on envs.batched) against the single env; the benchmark."""
 
 import subprocess
 import sys
@@ -10,7 +10,11 @@ import pytest
 import torch
 
 import envs  # noqa: F401  (registers the task envs)
-from envs.batched import HalfCheetahDirVectorEnv, HalfCheetahTaskVectorEnv, HalfCheetahVelVectorEnv
+from envs.half_cheetah import (
+    HalfCheetahDirVectorEnv,
+    HalfCheetahTaskVectorEnv,
+    HalfCheetahVelVectorEnv,
+)
 from metarl.policies import GaussianMLPPolicy
 from metarl.rollout import MultiTaskSampler
 from metarl.tasks import Task, make_task_vec
@@ -34,11 +38,12 @@ def _pair(env_id, n, **kwargs):
 
 
 def _assert_same_step(a, b):
+    """Bit for bit: observations, rewards, terminations, truncations, info and its masks."""
     for name, x, y in zip(("obs", "reward", "terminated", "truncated"), a[:4], b[:4], strict=True):
-        np.testing.assert_allclose(x, y, rtol=1e-12, atol=1e-12, err_msg=name)
+        np.testing.assert_array_equal(x, y, err_msg=name)
     assert a[4].keys() == b[4].keys()
     for key in [k for k in b[4] if not k.startswith("_")]:
-        np.testing.assert_allclose(a[4][key], b[4][key], rtol=1e-12, atol=1e-12, err_msg=key)
+        np.testing.assert_array_equal(a[4][key], b[4][key], err_msg=key)
         np.testing.assert_array_equal(a[4][f"_{key}"], b[4][f"_{key}"], err_msg=f"_{key}")
 
 
@@ -49,9 +54,10 @@ def test_batched_reproduces_the_single_env(env_id):
     assert isinstance(batched.unwrapped, HalfCheetahTaskVectorEnv)
     assert batched.single_observation_space == sync.single_observation_space
     assert batched.single_action_space == sync.single_action_space
-    obs, _ = batched.reset(seed=5)
-    sync_obs, _ = sync.reset(seed=5)
-    np.testing.assert_allclose(obs, sync_obs, rtol=1e-12, atol=1e-12)
+    obs, info = batched.reset(seed=5)
+    sync_obs, sync_info = sync.reset(seed=5)
+    _assert_same_step((obs, 0, 0, 0, info), (sync_obs, 0, 0, 0, sync_info))
+    assert info.keys() == {"x_position", "_x_position"}
     truncations = 0
     for action in _actions(steps, n):
         a, b = batched.step(action), sync.step(action)
@@ -122,7 +128,7 @@ def test_reset_of_a_subset_matches_single_env_resets():
     which = np.array([True, False, True, False])
     obs = batched.unwrapped._reset_envs(which)
     expected = [sync.envs[i].reset()[0] for i in np.flatnonzero(which)]
-    np.testing.assert_allclose(obs, np.array(expected), rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(obs, np.array(expected))
     for action in actions[3:]:
         _assert_same_step(batched.step(action), sync.step(action))
 

@@ -36,7 +36,7 @@ def _run(env, actions, seed=0):
 def test_check_env_and_registration(env_id):
     spec = gym.spec(env_id)
     assert spec.max_episode_steps == 100
-    assert spec.vector_entry_point.startswith("envs.batched:")
+    assert spec.vector_entry_point.startswith("envs.half_cheetah:")
     env = make_task_env(env_id)
     check_env(env.unwrapped, skip_render_check=True)  # rendering is HalfCheetah-v5's own
     assert env.observation_space.shape == (17,)

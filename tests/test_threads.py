@@ -52,7 +52,10 @@ def test_share_sees_other_processes_but_not_its_own_work():
         for proc in procs:
             proc.wait()
         # now this process alone keeps its CPUs busy; its own time is not "others"
+        time.sleep(0.5)
         share.update()
+        if share.others_busy > 0.5:
+            pytest.skip(f"other processes keep {share.others_busy:.1f} cores busy here")
         x = torch.randn(256, 256)
         end = time.monotonic() + 1.0
         while time.monotonic() < end:
