@@ -1,10 +1,12 @@
 """Running the scripts as a user does, for the tests."""
 
+import importlib.util
 import json
 import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 ROOT = Path(__file__).resolve().parents[1]
 VOLATILE = ("time", "env_steps_per_s")  # metric keys that depend on the machine, not the run
@@ -14,6 +16,15 @@ def run_script(name: str, *args: str, timeout: int = 300) -> subprocess.Complete
     """``python scripts/<name>.py ARGS`` from the repository root."""
     cmd = [sys.executable, f"scripts/{name}.py", *args]
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def load_script(name: str) -> ModuleType:
+    """``scripts/<name>.py`` as a module, to call its ``main(argv)`` in-process."""
+    path = ROOT / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"scripts_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def metrics(run_dir: Path) -> list[dict]:

@@ -68,3 +68,46 @@ def test_adam_agents_resume_their_optimizer(name):
     other.load_state_dict(state)
     for a, b in zip(agent.outer_parameters(), other.outer_parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+def _double(episodes):
+    for name in ("observations", "actions", "log_probs", "rewards", "mask", "last_observations"):
+        setattr(episodes, name, getattr(episodes, name).double())
+    return episodes
+
+
+# MAML-DiCE is left out on purpose: the derivatives of a DiCE objective estimate those of the
+# *expected* return (its magic boxes stand for the sampling distribution), not those of its value
+# on fixed samples, which does not change with theta at all. Its ground truth is the exact
+# enumeration in tests/test_dice.py.
+@pytest.mark.parametrize("name", ["maml-trpo", "promp"])
+def test_meta_gradient_through_each_agents_inner_loss_matches_finite_differences(name):
+    """d/dtheta of an outer objective of theta's adapted policies, by autograd through the
+    agent's own inner loss (REINFORCE or LVC), against central differences that re-adapt at
+    theta +- eps*v on the same episodes: the second-order terms must be exact."""
+    sampler = _sampler(seed=2)
+    agent = make_agent(name, sampler, {**SMALL, "activation": "tanh", "inner_lr": 0.5}, seed=0)
+    batch = agent.collect(sampler.sample_tasks(3, np.random.default_rng(2)))
+    agent.policy.double()
+    steps = [type(s)(_double(s.episodes), s.targets.double()) for s in batch.steps]
+    post, weights = _double(batch.post), batch.post_advantages.double()
+
+    def objective(theta):
+        adapted = agent.readapt(theta, steps, create_graph=True)
+        return -(agent.log_probs(post, adapted) * weights * post.mask).sum() / post.mask.sum()
+
+    theta = {k: v.detach().clone().requires_grad_(True) for k, v in agent.policy.params().items()}
+    grads = torch.autograd.grad(objective(theta), list(theta.values()))
+    gen = torch.Generator().manual_seed(0)
+    direction = {k: torch.randn(v.shape, generator=gen, dtype=v.dtype) for k, v in theta.items()}
+    analytic = sum((g * direction[k]).sum() for g, k in zip(grads, theta, strict=True)).item()
+    eps = 1e-5
+    plus = {k: (v + eps * direction[k]).detach().requires_grad_(True) for k, v in theta.items()}
+    minus = {k: (v - eps * direction[k]).detach().requires_grad_(True) for k, v in theta.items()}
+    numeric = ((objective(plus) - objective(minus)) / (2 * eps)).item()
+    assert analytic == pytest.approx(numeric, rel=1e-5, abs=1e-9)
+    # and the inner step matters: without it (first order), the derivative differs
+    agent.config.first_order = True
+    first = torch.autograd.grad(objective(theta), list(theta.values()))
+    first_dot = sum((g * direction[k]).sum() for g, k in zip(first, theta, strict=True)).item()
+    assert abs(first_dot - numeric) > 1e-4 * abs(numeric)

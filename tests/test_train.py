@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from scripts_helpers import metrics, run_script
+from scripts_helpers import load_script, metrics, run_script
 
 import envs  # noqa: F401
 from agents.maml_trpo import MAMLTRPO, MAMLTRPOConfig, surrogate_loss
@@ -15,6 +15,7 @@ from metarl.maml import detach_params
 from metarl.rollout import MultiTaskSampler
 
 ROOT = Path(__file__).resolve().parents[1]
+TRAIN = load_script("train")
 TINY = [
     "--iterations",
     "2",
@@ -124,10 +125,15 @@ def test_same_seed_same_metrics(tmp_path):
         (["--meta-batch-size", "0"], "--meta-batch-size must be >= 1"),
         (["--inner-lr", "-1"], "--inner-lr must be positive"),
         (["--env", "CartPole-v1"], "is not a task env"),
+        (["--sampler", "nope"], "unknown sampler 'nope'; choose one of: local"),
+        (["--max-kl", "0"], "--max-kl must be positive"),
+        (["--agent", "promp", "--clip-eps", "2"], "--clip-eps must be in [0, 1]"),
+        (["--activation", "gelu"], "--activation must be tanh or relu"),
     ],
 )
-def test_bad_input_gets_a_clear_error(tmp_path, args, message):
-    proc = _run(tmp_path, *args)
-    assert proc.returncode != 0
-    assert message in proc.stderr
-    assert "Traceback" not in proc.stderr
+def test_bad_input_is_one_line_naming_the_fix(tmp_path, args, message):
+    # in-process: main(argv) exits with the message, before any run folder is made
+    with pytest.raises(SystemExit) as exit_info:
+        TRAIN.main([*TINY, "--out", str(tmp_path), *args])
+    assert str(exit_info.value).startswith("error: ") and message in str(exit_info.value)
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())
