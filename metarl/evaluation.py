@@ -18,7 +18,7 @@ import csv
 import dataclasses
 import json
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -42,6 +42,7 @@ __all__ = [
     "held_out_sampler_seed",
     "held_out_tasks",
     "plot_adaptation",
+    "ray_options",
     "render_episodes",
     "run_sampler",
     "write_results",
@@ -90,7 +91,25 @@ def run_sampler(
         seed=held_out_sampler_seed(seed),
         # runs saved before actions were normalized acted in the env's own units
         normalize_actions=train.get("normalize_actions", False),
+        **ray_options(train.get("sampler", "local"), train),
     )
+
+
+def ray_options(kind: str, train: Mapping[str, Any]) -> dict[str, Any]:
+    """The Ray sampler's own options from a train config (as a dict); none for other samplers.
+
+    Args:
+        kind: the sampler kind.
+        train: the train config's fields (a saved ``config.json``'s ``"train"`` part, or
+            ``vars(TrainConfig)``); runs saved before these fields existed get the defaults.
+    """
+    if kind != "ray":
+        return {}
+    return {
+        "workers": train.get("workers", 2),
+        "ray_address": train.get("ray_address"),
+        "imports": tuple(train.get("imports", ())),
+    }
 
 
 def held_out_tasks(sampler: Any, num_tasks: int, seed: int) -> list[Task]:

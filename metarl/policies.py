@@ -119,7 +119,34 @@ class Policy(nn.Module):
         generator: torch.Generator | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Sample actions and their log-probabilities, drawing only from ``generator``."""
-        raise NotImplementedError
+        noise = self.draw_noise(obs.shape[:-1], generator, obs.device)
+        return self.sample_given(obs, params, noise)
+
+    def draw_noise(
+        self, batch_shape: Sequence[int], generator: torch.Generator | None, device: torch.device
+    ) -> Tensor:
+        """The randomness of one :meth:`sample` call for observations ``[*batch_shape, obs_dim]``.
+
+        Drawn apart from the policy evaluation so that a sampler can draw every step's noise on
+        the learner and have workers act with it deterministically (:meth:`sample_given`).
+        The base class draws nothing, for a policy that overrides only :meth:`sample`.
+        """
+        return torch.zeros((*batch_shape, 0), device=device)
+
+    def sample_given(
+        self, obs: Tensor, params: Mapping[str, Tensor] | None, noise: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """Actions and log-probabilities, given the noise :meth:`draw_noise` drew for ``obs``.
+
+        Subclasses override this and :meth:`draw_noise`. A policy that overrides only
+        :meth:`sample` (a deterministic test policy) is called with ``generator=None`` instead.
+
+        Raises:
+            NotImplementedError: when the subclass overrides neither this nor :meth:`sample`.
+        """
+        if type(self).sample is Policy.sample:
+            raise NotImplementedError(f"{type(self).__name__} must override sample_given")
+        return self.sample(obs, params, None)
 
 
 class GaussianMLPPolicy(Policy):
@@ -165,14 +192,17 @@ class GaussianMLPPolicy(Policy):
         mean, std = self.mean_std(obs, params)
         return Independent(Normal(mean, std.expand_as(mean), validate_args=False), 1)
 
-    def sample(
-        self,
-        obs: Tensor,
-        params: Mapping[str, Tensor] | None = None,
-        generator: torch.Generator | None = None,
+    def draw_noise(
+        self, batch_shape: Sequence[int], generator: torch.Generator | None, device: torch.device
+    ) -> Tensor:
+        """Standard normal noise ``[*batch_shape, act_dim]``."""
+        shape = (*batch_shape, self.log_std.shape[-1])
+        return torch.randn(shape, generator=generator, device=device, dtype=self.log_std.dtype)
+
+    def sample_given(
+        self, obs: Tensor, params: Mapping[str, Tensor] | None, noise: Tensor
     ) -> tuple[Tensor, Tensor]:
         mean, std = self.mean_std(obs, params)
-        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
         actions = mean + std * noise
         log_probs = Normal(mean, std.expand_as(mean), validate_args=False).log_prob(actions)
         return actions, log_probs.sum(-1)
@@ -194,15 +224,21 @@ class CategoricalMLPPolicy(Policy):
         logits, _ = self._features(obs, params)
         return Categorical(logits=logits, validate_args=False)
 
-    def sample(
-        self,
-        obs: Tensor,
-        params: Mapping[str, Tensor] | None = None,
-        generator: torch.Generator | None = None,
+    def draw_noise(
+        self, batch_shape: Sequence[int], generator: torch.Generator | None, device: torch.device
+    ) -> Tensor:
+        """Uniform ``[0, 1)`` draws ``batch_shape``, one per action."""
+        return torch.rand(tuple(batch_shape), generator=generator, device=device)
+
+    def sample_given(
+        self, obs: Tensor, params: Mapping[str, Tensor] | None, noise: Tensor
     ) -> tuple[Tensor, Tensor]:
+        # Inverse CDF on a pre-drawn uniform rather than torch.multinomial, so the draw can be
+        # made apart from the policy evaluation (a remote sampler's workers act with it).
         dist = self(obs, params)
-        flat = dist.probs.reshape(-1, dist.probs.shape[-1])
-        actions = torch.multinomial(flat, 1, generator=generator).reshape(dist.probs.shape[:-1])
+        cdf = dist.probs.cumsum(-1)
+        actions = torch.searchsorted(cdf, noise.unsqueeze(-1).to(cdf.dtype), right=True)
+        actions = actions.squeeze(-1).clamp(max=cdf.shape[-1] - 1)
         return actions, dist.log_prob(actions)
 
 

@@ -2,8 +2,9 @@
 
 Agents, the training loop, evaluation and the scripts depend on :class:`Sampler` only. The local
 :class:`~metarl.rollout.MultiTaskSampler` (every task's episodes in one vector env on this
-machine) is the implementation today; a distributed sampler registers itself in :data:`SAMPLERS`
-under its own name and is chosen with ``--sampler NAME``.
+machine) is the default; ``"ray"`` (:class:`~metarl.ray_sampler.RaySampler`, Ray actors on one
+machine or a cluster) is imported only when chosen. Another sampler registers itself in
+:data:`SAMPLERS` under its own name and is chosen with ``--sampler NAME``.
 """
 
 from __future__ import annotations
@@ -84,7 +85,14 @@ class Sampler(Protocol):
         ...
 
 
-SAMPLERS: dict[str, Callable[..., Sampler]] = {"local": MultiTaskSampler}
+def _ray_sampler(env_id: str, num_tasks: int, episodes_per_task: int, **kwargs: Any) -> Sampler:
+    """:class:`~metarl.ray_sampler.RaySampler`, imported on first use (Ray is an optional extra)."""
+    from metarl.ray_sampler import RaySampler
+
+    return RaySampler(env_id, num_tasks, episodes_per_task, **kwargs)
+
+
+SAMPLERS: dict[str, Callable[..., Sampler]] = {"local": MultiTaskSampler, "ray": _ray_sampler}
 
 
 def make_sampler(
@@ -93,7 +101,8 @@ def make_sampler(
     """The sampler called ``kind`` in :data:`SAMPLERS`, built with these arguments.
 
     Args:
-        kind: ``"local"`` (one vector env on this machine), or a name a plug-in registered.
+        kind: ``"local"`` (one vector env on this machine), ``"ray"`` (Ray actors), or a name a
+            plug-in registered.
         env_id: task env id.
         num_tasks: tasks per call.
         episodes_per_task: episodes per task per call.

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from metarl.checkpoint import CheckpointError
-from metarl.evaluation import held_out_sampler, held_out_tasks
+from metarl.evaluation import held_out_sampler, held_out_tasks, ray_options
 from metarl.records import Rejection
 from metarl.runlog import RunDir
 from metarl.samplers import Sampler, make_sampler
@@ -67,7 +67,11 @@ class TrainConfig:
         seed: seed of everything random in the run (tasks, env resets, actions, initialization).
         device: where the policy runs and adapts: cpu, cuda, or auto (cuda when available).
         out: folder in which the run folder is created.
-        sampler: where episodes are sampled: local (one vector env on this machine).
+        sampler: where episodes are sampled: local (one vector env on this machine) or ray
+            (Ray actors on this machine or a cluster; pip install -e ".[ray]").
+        workers: Ray actors sampling in parallel (--sampler ray only).
+        ray_address: Ray cluster to join: None starts Ray on this machine with `workers` CPUs,
+            auto or HEAD_IP:6379 joins one started with `ray start` (--sampler ray only).
         vectorization_mode: vector env kind: vector_entry_point (the env's batched
             implementation, the default when it has one), sync or async.
         imports: modules to import before making the env (modules that register your own envs).
@@ -102,6 +106,8 @@ class TrainConfig:
     device: str = "cpu"
     out: str = "runs"
     sampler: str = "local"
+    workers: int = 2
+    ray_address: str | None = None
     vectorization_mode: str | None = None
     imports: tuple[str, ...] = ()
     normalize_actions: bool = True
@@ -212,8 +218,10 @@ def train(cfg: TrainConfig, agent_config: Any, make_agent: AgentFactory) -> Outc
             device=device,
             seed=cfg.seed,
             normalize_actions=cfg.normalize_actions,
+            **ray_options(cfg.sampler, vars(cfg)),
         )
-    except (ValueError, TypeError, gym.error.Error) as err:  # env id, contract, sizes
+    # env id, contract, sizes; Ray missing or its cluster unreachable
+    except (ValueError, TypeError, gym.error.Error, ImportError, ConnectionError) as err:
         raise SetupError(str(err)) from err
     try:
         try:

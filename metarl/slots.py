@@ -1,0 +1,222 @@
+"""One sample call split in two: drawing its randomness, and running slots deterministically.
+
+A sample call of ``T`` tasks x ``E`` episodes has ``T * E`` *slots* (vector-env copies; slot ``i``
+runs task ``i // E``). All of its randomness is drawn first, on the learner, by
+:func:`draw_randomness`: the reset seed from the sampler's ``rng`` (slot ``i`` is reset with
+``seed + i``), then the policy's action noise for every step of every slot from its
+``generator``, one ``[T, E, ...]`` draw per step in step order, exactly the draws the policy's own
+``sample`` would make. :func:`run_slots` then steps any contiguous run of whole tasks given those
+draws, with no randomness of its own, so the local sampler (all tasks in one vector env) and a
+remote sampler (one slice of tasks per worker) produce the same episodes.
+
+The noise of all ``H`` steps is drawn even when every episode ends before the horizon, so an env
+with early termination sees a different random stream than before this split (envs that never end
+early, such as Particles2D and HalfCheetah, see the same one).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor
+
+from metarl.episodes import Episodes, env_actions
+from metarl.policies import Policy
+from metarl.tasks import Task
+
+__all__ = [
+    "SampleDraws",
+    "draw_randomness",
+    "load_sampler_state",
+    "record_call",
+    "run_slots",
+    "sampler_state",
+]
+
+
+@dataclasses.dataclass
+class SampleDraws:
+    """The randomness of one sample call.
+
+    Attributes:
+        reset_seed: slot ``i`` is reset with ``reset_seed + i``.
+        noise: ``[H, T, E, ...]`` action noise (see :meth:`metarl.policies.Policy.draw_noise`).
+    """
+
+    reset_seed: int
+    noise: Tensor
+
+    def tasks(self, start: int, stop: int, episodes_per_task: int) -> SampleDraws:
+        """The draws of tasks ``start:stop`` only (their slots start at ``start * E``)."""
+        seed = self.reset_seed + start * episodes_per_task
+        return SampleDraws(seed, self.noise[:, start:stop])
+
+
+def draw_randomness(sampler: Any, policy: Policy) -> SampleDraws:
+    """Draw a call's reset seed from ``sampler.rng`` and its noise from ``sampler.generator``.
+
+    Args:
+        sampler: has ``rng``, ``generator``, ``device``, ``num_tasks``, ``episodes_per_task`` and
+            ``horizon``.
+        policy: the policy that will act.
+    """
+    seed = int(sampler.rng.integers(2**31 - 1))
+    batch = (sampler.num_tasks, sampler.episodes_per_task)
+    # One draw per step (not one [H, ...] draw): torch's CPU normal sampler fills large tensors
+    # differently from small ones, and per step is the stream the samplers have always used.
+    steps = [
+        policy.draw_noise(batch, sampler.generator, sampler.device) for _ in range(sampler.horizon)
+    ]
+    return SampleDraws(seed, torch.stack(steps))
+
+
+def run_slots(
+    vec: gym.vector.VectorEnv,
+    policy: Policy,
+    tasks: Sequence[Task],
+    params: Mapping[str, Tensor] | None,
+    draws: SampleDraws,
+    device: torch.device,
+    normalize_actions: bool,
+    first_task: int = 0,
+    call_tasks: int | None = None,
+) -> Episodes:
+    """Step ``vec`` (``len(tasks) * E`` envs) through one call, with no randomness of its own.
+
+    Args:
+        vec: the vector env; env ``i`` runs task ``i // E``.
+        policy: the policy to act with (evaluated without gradients).
+        tasks: the tasks of these slots.
+        params: ``None``, shared parameters, or per-task parameters for all ``call_tasks``.
+        draws: these slots' draws (``noise`` is ``[H, len(tasks), E, ...]``).
+        device: where the policy runs and the episodes are returned.
+        normalize_actions: see :func:`metarl.episodes.env_actions`.
+        first_task: where these tasks start among the call's tasks.
+        call_tasks: the call's number of tasks (``None``: these tasks are all of them).
+
+    Returns:
+        The episodes of these tasks.
+    """
+    H, T, E = draws.noise.shape[:3]
+    n = T * E
+    # A slice evaluates the policy on the whole call's shape (other tasks' rows are zeros): a
+    # matrix product's rounding depends on its shape, and equal shapes make every row's actions
+    # bit-identical to the local sampler's.
+    total = T if call_tasks is None else call_tasks
+    rows = slice(first_task, first_task + T)
+    vec.set_attr("task", [tasks[i // E] for i in range(n)])
+    obs, _ = vec.reset(seed=draws.reset_seed)
+    obs_space, act_space = vec.single_observation_space, vec.single_action_space
+    obs_dim = int(np.prod(obs_space.shape))
+    dev = torch.device(device)
+    noise = draws.noise.to(dev)
+    observations = torch.zeros(T, E, H, obs_dim, device=dev)
+    discrete = isinstance(act_space, gym.spaces.Discrete)
+    act_shape = () if discrete else (int(np.prod(act_space.shape)),)
+    actions = torch.zeros(
+        T, E, H, *act_shape, device=dev, dtype=torch.long if discrete else torch.float32
+    )
+    log_probs = torch.zeros(T, E, H, device=dev)
+    rewards = np.zeros((n, H), dtype=np.float32)
+    mask = np.zeros((n, H), dtype=np.float32)
+    terminated = np.zeros((n, H), dtype=bool)
+    truncated = np.zeros((n, H), dtype=bool)
+    last_obs = np.zeros((n, obs_dim), dtype=np.float32)
+    alive = np.ones(n, dtype=bool)
+    with torch.no_grad():
+        for t in range(H):
+            o = torch.as_tensor(obs, dtype=torch.float32).reshape(T, E, obs_dim).to(dev)
+            if total == T:
+                a, logp = policy.sample_given(o, params, noise[t])
+            else:
+                full_o = o.new_zeros(total, E, obs_dim)
+                full_o[rows] = o
+                full_noise = noise.new_zeros(total, *noise.shape[2:])
+                full_noise[rows] = noise[t]
+                a, logp = policy.sample_given(full_o, params, full_noise)
+                a, logp = a[rows], logp[rows]
+            observations[:, :, t] = o
+            actions[:, :, t] = a
+            log_probs[:, :, t] = logp
+            a_np = env_actions(act_space, a.reshape(n, *act_shape).cpu().numpy(), normalize_actions)
+            obs, r, term, trunc, _ = vec.step(a_np)
+            mask[alive, t] = 1.0
+            rewards[alive, t] = r[alive]
+            terminated[alive, t] = term[alive]
+            truncated[alive, t] = trunc[alive] & ~term[alive]
+            if t == H - 1:
+                truncated[alive, t] |= ~term[alive]
+            ended = alive & (term | trunc | (t == H - 1))
+            last_obs[ended] = np.asarray(obs, dtype=np.float32).reshape(n, obs_dim)[ended]
+            alive &= ~ended
+            if not alive.any():
+                break
+    log_probs = log_probs * torch.as_tensor(mask, device=dev).reshape(T, E, H)
+
+    def tensor(x: np.ndarray) -> Tensor:
+        return torch.as_tensor(x, device=dev).reshape(T, E, *x.shape[1:])
+
+    return Episodes(
+        observations=observations,
+        actions=actions,
+        log_probs=log_probs,
+        rewards=tensor(rewards),
+        mask=tensor(mask),
+        terminated=tensor(terminated),
+        truncated=tensor(truncated),
+        last_observations=tensor(last_obs),
+        tasks=list(tasks),
+    )
+
+
+def record_call(sampler: Any, steps: int, elapsed: float) -> None:
+    """Add one call to a sampler's ``total_steps``, ``total_time`` and ``last_steps_per_second``."""
+    sampler.total_steps += steps
+    sampler.total_time += elapsed
+    sampler.last_steps_per_second = steps / max(elapsed, 1e-9)
+
+
+def _generator_device(state: Tensor) -> str:
+    """Which device a ``torch.Generator`` state came from (CPU states are 5056 bytes)."""
+    cpu_size = torch.Generator().get_state().numel()
+    return "cpu" if state.numel() == cpu_size else "cuda"
+
+
+def sampler_state(sampler: Any) -> dict:
+    """A sampler's RNG states and step counter (all a resumed run needs to continue exactly)."""
+    return {
+        "rng": sampler.rng.bit_generator.state,
+        "generator": sampler.generator.get_state(),
+        "total_steps": sampler.total_steps,
+    }
+
+
+def load_sampler_state(sampler: Any, state: Mapping) -> None:
+    """Restore :func:`sampler_state`.
+
+    A state saved on another device type (a CUDA run resumed on CPU, or the reverse) cannot
+    restore the action-noise generator, whose state format is per device: it is reseeded from
+    the restored ``rng`` instead (deterministic, but not the stream the run would have had),
+    with a warning.
+    """
+    sampler.rng.bit_generator.state = state["rng"]
+    saved_on = _generator_device(state["generator"])
+    if saved_on == sampler.device.type:
+        sampler.generator.set_state(state["generator"])
+    else:
+        warnings.warn(
+            f"this sampler state was saved with a {saved_on} policy and is loaded on "
+            f"{sampler.device.type}: the action noise is reseeded, so the run continues "
+            f"deterministically but not as it would have on {saved_on} (resume with "
+            f"--device {saved_on} to continue exactly)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        sampler.generator.manual_seed(int(sampler.rng.integers(2**62)))
+    sampler.total_steps = int(state["total_steps"])
