@@ -45,6 +45,7 @@ import envs  # noqa: F401  (registers the task envs)
 from metarl.maml import per_task
 from metarl.policies import GaussianMLPPolicy
 from metarl.rollout import MultiTaskSampler
+from metarl.samplers import make_sampler
 
 
 @dataclasses.dataclass
@@ -84,6 +85,13 @@ class BenchConfig:
         default=True, metadata={"help": "measure SyncVectorEnv (slow at large sizes)"}
     )
     seed: int = dataclasses.field(default=0, metadata={"help": "seed of tasks, resets, actions"})
+    workers: int = dataclasses.field(
+        default=0,
+        metadata={"help": "also measure the Ray sampler with this many actors (0: not)"},
+    )
+    ray_address: str | None = dataclasses.field(
+        default=None, metadata={"help": "Ray cluster to use (None: a local Ray)"}
+    )
 
 
 def parse_config(argv: list[str] | None = None) -> BenchConfig:
@@ -132,20 +140,26 @@ Runner = Callable[[], float]  # one timed run, returning env steps per second
 
 
 def sampler_runner(config: BenchConfig, env_id: str, mode: str, stack: ExitStack) -> Runner:
-    """One :meth:`MultiTaskSampler.sample` call through a vectorization mode, as a runner."""
+    """One ``sample`` call through a vectorization mode (or the Ray sampler), as a runner."""
     T, E = config.num_tasks, config.episodes_per_task
     with collect_mujoco_warnings():
         batched = mode == "vector_entry_point"
-        sampler = MultiTaskSampler(
-            env_id,
-            T,
-            E,
-            config.horizon,
-            vectorization_mode=mode,
-            seed=config.seed,
-            vector_kwargs={"num_threads": config.mujoco_threads} if batched else None,
-            sampling_threads=config.torch_threads,
-        )
+        if mode == "ray":  # each actor: one MuJoCo and one torch thread
+            sampler = make_sampler(
+                "ray", env_id, T, E, horizon=config.horizon, seed=config.seed,
+                workers=config.workers, ray_address=config.ray_address,
+            )  # fmt: skip
+        else:
+            sampler = MultiTaskSampler(
+                env_id,
+                T,
+                E,
+                config.horizon,
+                vectorization_mode=mode,
+                seed=config.seed,
+                vector_kwargs={"num_threads": config.mujoco_threads} if batched else None,
+                sampling_threads=config.torch_threads,
+            )
         stack.callback(sampler.close)
     torch.manual_seed(config.seed)
     obs_dim = int(np.prod(sampler.observation_space.shape))
@@ -216,6 +230,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         "sync": "1. SyncVectorEnv + policy",
         "batched": "2. batched vector env + policy",
         "raw": "3. mujoco.rollout open loop (physics limit)",
+        "ray": f"4. Ray sampler, {config.workers} actors",
     }
     with ExitStack() as stack:
         runners: dict[tuple[str, str], Runner] = {}
@@ -224,6 +239,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
                 runners[env_id, "sync"] = sampler_runner(config, env_id, "sync", stack)
             runners[env_id, "batched"] = sampler_runner(config, env_id, "vector_entry_point", stack)
             runners[env_id, "raw"] = raw_rollout_runner(config, env_id, stack)
+            if config.workers:
+                runners[env_id, "ray"] = sampler_runner(config, env_id, "ray", stack)
         rates: dict[tuple[str, str], list[float]] = {key: [] for key in runners}
         for round_ in range(config.repeats + 1):
             for key, run in runners.items():
@@ -247,7 +264,30 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         if config.sync:
             ratio = env_best["batched"] / env_best["sync"]
             print(f"{'ratio 2/1 (target >= 2.5)':<46} {ratio:>10.2f}")
+        if config.workers:
+            ratio = env_best["ray"] / env_best["batched"]
+            print(f"{'ratio 4/2 (Ray over local, target >= 0.85)':<46} {ratio:>10.2f}")
+    if config.workers:
+        print_ray_traffic(config)
     return best
+
+
+def print_ray_traffic(config: BenchConfig) -> None:
+    """Bytes a Ray call moves: parameters out (once, object store), episodes back (float32)."""
+    env = gym.make(config.env_ids[0]).unwrapped
+    obs, act = int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape))
+    env.close()
+    policy = GaussianMLPPolicy(obs, act, hidden_sizes=(100, 100))
+    T, E, H = config.num_tasks, config.episodes_per_task, config.horizon
+    params = sum(p.numel() for p in policy.parameters()) * 4 * (T if config.per_task_params else 1)
+    noise = T * E * H * act * 4
+    # observations, actions, log-probs, rewards, mask, terminated, truncated, last observations
+    back = T * E * (H * (obs + act + 4) * 4 + obs * 4)
+    print(
+        f"\nRay traffic per sample call ({config.env_ids[0]}): parameters out "
+        f"{params / 1e6:.2f} MB, action noise out {noise / 1e6:.2f} MB, episodes back "
+        f"{back / 1e6:.2f} MB"
+    )
 
 
 if __name__ == "__main__":
