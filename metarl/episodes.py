@@ -96,21 +96,27 @@ class Episodes:
         """``[T, E]`` undiscounted return of every episode."""
         return (self.rewards * self.mask).sum(-1)
 
+    def tensor_fields(self) -> list[str]:
+        """Names of the fields that are tensors (every field but ``tasks``)."""
+        names = (f.name for f in dataclasses.fields(self))
+        return [name for name in names if isinstance(getattr(self, name), Tensor)]
+
     def to(self, device: torch.device | str) -> Episodes:
         """A copy with every tensor on ``device``."""
-        moved = {
-            f.name: getattr(self, f.name).to(device)
-            for f in dataclasses.fields(self)
-            if isinstance(getattr(self, f.name), Tensor)
-        }
+        moved = {name: getattr(self, name).to(device) for name in self.tensor_fields()}
         return dataclasses.replace(self, **moved)
 
     def select_tasks(self, tasks: Sequence[int]) -> Episodes:
         """The episodes of some tasks only (dimension 0), in the order given."""
         index = torch.as_tensor(list(tasks), device=self.rewards.device)
-        picked = {
-            f.name: getattr(self, f.name)[index]
-            for f in dataclasses.fields(self)
-            if isinstance(getattr(self, f.name), Tensor)
-        }
+        picked = {name: getattr(self, name)[index] for name in self.tensor_fields()}
         return dataclasses.replace(self, **picked, tasks=[self.tasks[i] for i in tasks])
+
+    @staticmethod
+    def concat(parts: Sequence[Episodes], device: torch.device | str) -> Episodes:
+        """The parts' tasks in one batch (dimension 0, in order), on ``device``."""
+        joined = {
+            name: torch.cat([getattr(p, name) for p in parts]).to(device)
+            for name in parts[0].tensor_fields()
+        }
+        return Episodes(**joined, tasks=[t for p in parts for t in p.tasks])

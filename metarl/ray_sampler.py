@@ -10,6 +10,7 @@ again on a fresh actor: it is deterministic given the draws.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import importlib
 import inspect
 import itertools
@@ -338,7 +339,7 @@ class RaySampler:
                     ray.kill(self._actors[i], no_restart=True)
                     self._actors[i] = self._new_actor(i)
                     future = launch(i)
-        episodes = _concat(parts, list(tasks), self.device)
+        episodes = dataclasses.replace(Episodes.concat(parts, self.device), tasks=list(tasks))
         record_call(self, episodes.num_steps, time.perf_counter() - start_time)
         return episodes
 
@@ -352,21 +353,3 @@ class RaySampler:
             self._ray.kill(actor, no_restart=True)
         self._actors = []
         self.task_env.close()
-
-
-def _concat(parts: Sequence[Episodes], tasks: list[Task], device: torch.device) -> Episodes:
-    """One batch of the slices' episodes, in task order, on ``device``."""
-    fields = {
-        name: torch.cat([getattr(p, name) for p in parts]).to(device)
-        for name in (
-            "observations",
-            "actions",
-            "log_probs",
-            "rewards",
-            "mask",
-            "terminated",
-            "truncated",
-            "last_observations",
-        )
-    }
-    return Episodes(**fields, tasks=tasks)

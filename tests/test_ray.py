@@ -17,16 +17,6 @@ from metarl.samplers import make_sampler
 ray = pytest.importorskip("ray")
 
 TRAIN = load_script("train")
-FIELDS = (
-    "observations",
-    "actions",
-    "log_probs",
-    "rewards",
-    "mask",
-    "terminated",
-    "truncated",
-    "last_observations",
-)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -46,7 +36,8 @@ def per_task_params(policy, num_tasks):
 
 
 def assert_same(a, b):
-    for name in FIELDS:
+    assert a.tensor_fields() == b.tensor_fields()
+    for name in a.tensor_fields():
         assert torch.equal(getattr(a, name), getattr(b, name)), name
     assert a.tasks == b.tasks
 
