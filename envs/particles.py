@@ -74,15 +74,15 @@ class Particles2DEnv(TaskEnv, gym.Env):
     def _validate_task(self, task: Mapping[str, Any]) -> Task:
         if set(task) != {"goal"}:
             raise ValueError(f"a Particles2D task is Task(goal=(x, y)); got keys {sorted(task)}")
-        goal = np.asarray(task["goal"], dtype=np.float64)
-        if goal.shape != (2,) or not np.all(np.isfinite(goal)):
+        goal = np.asarray(task["goal"], dtype=object)
+        if goal.shape != (2,) or not all(isinstance(g, float) and np.isfinite(g) for g in goal):
             raise ValueError(f"a Particles2D goal is 2 finite numbers, got {task['goal']!r}")
         if np.any(goal < self.low) or np.any(goal > self.high):
             raise ValueError(
                 f"goal {tuple(goal)} is outside [{self.low}, {self.high}]^2; "
                 "pass low/high to the env to widen the range"
             )
-        return Task(goal=goal)
+        return Task(goal=goal.astype(np.float64))
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed, options=options)

@@ -29,7 +29,7 @@ import torch
 from metarl.rollout import env_actions
 from metarl.samplers import make_sampler
 from metarl.supervised.episodes import mean_confidence_interval
-from metarl.tasks import Task, save_tasks
+from metarl.tasks import Task, save_tasks, task_splits
 
 __all__ = [
     "HELD_OUT_SAMPLER_SEED_OFFSET",
@@ -115,11 +115,16 @@ def ray_options(kind: str, train: Mapping[str, Any]) -> dict[str, Any]:
 def held_out_tasks(sampler: Any, num_tasks: int, seed: int) -> list[Task]:
     """The ``num_tasks`` held-out tasks of ``seed``: the one rule every evaluation uses.
 
+    They come from the env's ``"test"`` split where it has one (Meta-World's test goals or
+    held-out families), drawn with :func:`held_out_rng` (a seed stream training never uses).
+
     Args:
-        sampler: anything with ``sample_tasks(n, rng)`` (a sampler or a task env).
+        sampler: anything with ``sample_tasks(n, rng, split)`` (a sampler or a task env).
         num_tasks: how many tasks.
         seed: the run's (or the evaluation's) seed.
     """
+    if "test" in task_splits(sampler):
+        return sampler.sample_tasks(num_tasks, held_out_rng(seed), split="test")
     return sampler.sample_tasks(num_tasks, held_out_rng(seed))
 
 

@@ -35,7 +35,7 @@ from metarl.slots import (
     run_slots,
     sampler_state,
 )
-from metarl.tasks import Task, make_task_env, make_task_vec, resolve_env_id
+from metarl.tasks import Task, draw_tasks, make_task_env, make_task_vec, resolve_env_id
 
 __all__ = ["RaySampler", "import_ray"]
 
@@ -286,9 +286,9 @@ class RaySampler:
         """Restore :meth:`state_dict` (see :func:`metarl.slots.load_sampler_state`)."""
         load_sampler_state(self, state)
 
-    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Task]:
-        """Draw ``n`` tasks from the env's distribution, using only ``rng``."""
-        return self.task_env.unwrapped.sample_tasks(n, rng)
+    def sample_tasks(self, n: int, rng: np.random.Generator, split: str = "train") -> list[Task]:
+        """Draw ``n`` tasks of ``split`` from the env's distribution, using only ``rng``."""
+        return draw_tasks(self.task_env.unwrapped, n, rng, split)
 
     def sample(
         self,

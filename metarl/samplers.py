@@ -54,8 +54,8 @@ class Sampler(Protocol):
     total_time: float
     last_steps_per_second: float
 
-    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Task]:
-        """Draw ``n`` tasks from the env's task distribution with ``rng``."""
+    def sample_tasks(self, n: int, rng: np.random.Generator, split: str = "train") -> list[Task]:
+        """Draw ``n`` tasks of ``split`` from the env's task distribution with ``rng``."""
         ...
 
     def sample(

@@ -2,14 +2,17 @@
 
 A *task env* is an ordinary :class:`gymnasium.Env` with three more members:
 
-* ``sample_tasks(n, rng=None) -> list[Task]`` draws ``n`` tasks from the env's distribution, using
-  only the :class:`numpy.random.Generator` it is given (or the env's own ``np_random``);
+* ``sample_tasks(n, rng=None, split="train") -> list[Task]`` draws ``n`` tasks from the env's
+  distribution, using only the :class:`numpy.random.Generator` it is given (or the env's own
+  ``np_random``). ``task_splits`` names the splits an env has: ``("train",)`` for most, and
+  ``("train", "test")`` for a benchmark with held-out test tasks (Meta-World); held-out evaluation
+  draws from ``"test"`` where there is one;
 * ``task`` (always set in ``__init__``), with ``set_task(task)`` validating and setting it and
   ``get_task()`` returning it;
 * ``reset(options={"task": t})`` also sets the task.
 
-Tasks are :class:`Task` values: small immutable mappings of floats (or tuples of floats) that
-serialize to JSON, so a run can save the exact task sets it used.
+Tasks are :class:`Task` values: small immutable mappings of floats, strings (a family name) or
+tuples of floats that serialize to JSON, so a run can save the exact task sets it used.
 
 :class:`TaskEnv` is a mixin that implements the contract around two methods a concrete env writes,
 ``_sample_tasks`` and ``_validate_task``. :func:`make_task_env` and :func:`make_task_vec` build
@@ -32,12 +35,14 @@ __all__ = [
     "TaskContractError",
     "TaskEnv",
     "check_task_env",
+    "draw_tasks",
     "load_tasks",
     "make_task_env",
     "make_task_vec",
     "registered_task_envs",
     "resolve_env_id",
     "save_tasks",
+    "task_splits",
 ]
 
 NAMESPACE = "metarl"
@@ -48,12 +53,14 @@ class TaskContractError(TypeError):
     """Raised when an env does not implement the task-env contract."""
 
 
-def _freeze(value: Any, key: str) -> float | tuple:
-    """Turn a task value (number, sequence, array) into floats / nested tuples of floats."""
+def _freeze(value: Any, key: str) -> float | str | tuple:
+    """Turn a task value (number, string, sequence, array) into floats / strings / nested tuples."""
     if isinstance(value, (bool, np.bool_)):
         raise ValueError(
-            f"task value {key!r} must be a number or a sequence of numbers, got a bool"
+            f"task value {key!r} must be a number, a string or a sequence of numbers, got a bool"
         )
+    if isinstance(value, str):
+        return value
     if isinstance(value, (int, float, np.integer, np.floating)):
         number = float(value)
         if not math.isfinite(number):
@@ -62,15 +69,16 @@ def _freeze(value: Any, key: str) -> float | tuple:
     if isinstance(value, (np.ndarray, Sequence)) and not isinstance(value, (str, bytes)):
         return tuple(_freeze(v, key) for v in value)
     raise ValueError(
-        f"task value {key!r} must be a number or a sequence of numbers, got {type(value).__name__}"
+        f"task value {key!r} must be a number, a string or a sequence of numbers, got "
+        f"{type(value).__name__}"
     )
 
 
 class Task(Mapping[str, Any]):
     """An immutable, hashable, JSON-serializable task description.
 
-    Values are floats or (nested) tuples of floats; arrays and lists given to the constructor are
-    converted. ``dict(task)`` (or :meth:`to_json`) is plain JSON.
+    Values are floats, strings or (nested) tuples of floats; arrays and lists given to the
+    constructor are converted. ``dict(task)`` (or :meth:`to_json`) is plain JSON.
 
     Example:
         >>> task = Task(goal=[0.1, -0.2])
@@ -159,20 +167,32 @@ class TaskEnv:
 
     Call ``self.set_task(...)`` in ``__init__`` with a default task. ``reset(options={"task": t})``
     sets the task before the env's own reset runs.
+
+    An env with held-out test tasks sets ``task_splits = ("train", "test")`` and writes
+    ``_sample_tasks(n, rng, split)``.
     """
 
     _task: Task
+    task_splits: tuple[str, ...] = ("train",)
 
-    def sample_tasks(self, n: int, rng: np.random.Generator | None = None) -> list[Task]:
+    def sample_tasks(
+        self, n: int, rng: np.random.Generator | None = None, split: str = "train"
+    ) -> list[Task]:
         """Draw ``n`` tasks from the env's distribution.
 
         Args:
             n: number of tasks, >= 1.
             rng: the generator to draw from; the env's own ``np_random`` when omitted.
+            split: which of the env's ``task_splits`` to draw from.
 
         Raises:
-            ValueError: if ``n`` is not a positive integer.
+            ValueError: if ``n`` is not a positive integer or the env has no such split.
         """
+        if split not in self.task_splits:
+            raise ValueError(
+                f"{type(self).__name__} has task splits {self.task_splits}, not {split!r}"
+                + ("; its held-out tasks are drawn from a separate seed" if split == "test" else "")
+            )
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise ValueError(f"sample_tasks needs a positive number of tasks, got {n!r}")
         if rng is None:
@@ -182,7 +202,12 @@ class TaskEnv:
                 "sample_tasks takes a numpy.random.Generator (np.random.default_rng(seed)), "
                 f"got {type(rng).__name__}"
             )
-        return [self._validate_task(t) for t in self._sample_tasks(int(n), rng)]
+        drawn = (
+            self._sample_tasks(int(n), rng)
+            if self.task_splits == ("train",)
+            else self._sample_tasks(int(n), rng, split)  # type: ignore[call-arg]
+        )
+        return [self._validate_task(t) for t in drawn]
 
     def set_task(self, task: Mapping[str, Any]) -> None:
         """Validate and set the current task.
@@ -218,6 +243,23 @@ class TaskEnv:
 
     def _validate_task(self, task: Mapping[str, Any]) -> Task:
         raise NotImplementedError
+
+
+def draw_tasks(env: Any, n: int, rng: np.random.Generator, split: str = "train") -> list[Task]:
+    """``env.sample_tasks(n, rng)``, naming ``split`` only when it is not ``"train"`` (so that a
+    hand-written env with the older ``sample_tasks(n, rng)`` keeps working)."""
+    if split == "train":
+        return env.sample_tasks(n, rng)
+    if split not in task_splits(env):
+        raise ValueError(f"{type(env).__name__} has task splits {task_splits(env)}, not {split!r}")
+    return env.sample_tasks(n, rng, split=split)
+
+
+def task_splits(env: Any) -> tuple[str, ...]:
+    """The task splits of a task env, a vector env or a sampler (``("train",)`` unless declared)."""
+    base = getattr(env, "task_env", env)
+    base = getattr(base, "unwrapped", base)
+    return tuple(getattr(base, "task_splits", ("train",)))
 
 
 def registered_task_envs() -> list[str]:

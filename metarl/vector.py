@@ -18,7 +18,7 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from metarl.tasks import Task
+from metarl.tasks import Task, draw_tasks
 
 __all__ = ["BatchedTaskVectorEnv"]
 
@@ -62,9 +62,12 @@ class BatchedTaskVectorEnv(VectorEnv):
         """The task of every sub-environment."""
         return list(self._tasks)
 
-    def sample_tasks(self, n: int, rng: np.random.Generator | None = None) -> list[Task]:
-        """Draw ``n`` tasks from the env's distribution (see the single env)."""
-        return self.single_env.unwrapped.sample_tasks(n, rng if rng is not None else self.np_random)
+    def sample_tasks(
+        self, n: int, rng: np.random.Generator | None = None, split: str = "train"
+    ) -> list[Task]:
+        """Draw ``n`` tasks of ``split`` from the env's distribution (see the single env)."""
+        rng = rng if rng is not None else self.np_random
+        return draw_tasks(self.single_env.unwrapped, n, rng, split)
 
     def set_attr(self, name: str, values: Any) -> None:
         """Set an attribute per sub-environment; ``"task"`` takes one task or one per env."""
