@@ -17,18 +17,26 @@ ENV_IDS = {
     "halfcheetah-dir": "metarl/HalfCheetahDir-v0",
     "halfcheetah-vel": "metarl/HalfCheetahVel-v0",
 }
+# Meta-World configs: ML1 reach and push for MAML-TRPO and ProMP, ML10 for MAML-TRPO
+METAWORLD = {
+    "ml1-reach": "metarl/ML1-reach-v0",
+    "ml1-push": "metarl/ML1-push-v0",
+    "ml10": "metarl/ML10-v0",
+}
+METAWORLD_CELLS = {(a, e) for a in ("maml-trpo", "promp") for e in ("ml1-reach", "ml1-push")}
 
 
 def test_every_agent_has_a_config_for_every_env():
     names = {(p.parent.name, p.stem) for p in SHIPPED}
-    assert names == {(a, e) for a in ("maml-trpo", "promp", "maml-dice") for e in ENV_IDS}
+    classic = {(a, e) for a in ("maml-trpo", "promp", "maml-dice") for e in ENV_IDS}
+    assert names == classic | METAWORLD_CELLS | {("maml-trpo", "ml10")}
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_shipped_config_parses_into_its_agent_and_env(path):
     cfg, agent_cfg = train.parse_args(["--config", str(path)])
     assert cfg.agent == path.parent.name
-    assert cfg.env == ENV_IDS[path.stem]
+    assert cfg.env == {**ENV_IDS, **METAWORLD}[path.stem]
     assert type(agent_cfg).__name__.lower().startswith(path.parent.name.replace("-", ""))
 
 
