@@ -258,17 +258,19 @@ class MetaAgent:
         steps_before, sample_time_before = self.sampler.total_steps, self.sampler.total_time
         params: Params = per_task(self.policy.params(), len(tasks))
         steps: list[InnerStep] = []
-        returns = []
+        returns, successes = [], []
         for _ in range(self.config.inner_steps):
             episodes = self.sampler.sample(
                 self.policy, tasks, detach_params(params) if steps else None
             )
             steps.append(InnerStep(episodes, self.inner_targets(episodes)))
             returns.append(episodes.episode_returns().mean().item())
+            successes.append(episodes.success_rate())
             params = self.inner_step(params, steps[-1])
         post = self.sampler.sample(self.policy, tasks, detach_params(params))
         post_advantages = self.advantages(post)
         returns.append(post.episode_returns().mean().item())
+        successes.append(post.success_rate())
         sampling = self.sampler.total_time - sample_time_before
         return MetaBatch(
             adapted=params,
@@ -280,6 +282,7 @@ class MetaAgent:
             time_sampling=sampling,
             time_adaptation=time.perf_counter() - started - sampling,
             started=started,
+            success_rates=None if None in successes else successes,
         )
 
     # -- evaluation ----------------------------------------------------------------------------

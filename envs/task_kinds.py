@@ -32,7 +32,7 @@ def task_number(env_name: str, task: Mapping[str, Any], key: str) -> float:
         raise ValueError(f"a {env_name} task is {form}; got keys {sorted(task)}")
     value = Task(task)[key]
     if not isinstance(value, float):
-        raise ValueError(f"a {env_name} task is {form}; got {key}={task[key]!r}")
+        raise ValueError(f"a {env_name} task is {form}: {key} must be a number, got {value!r}")
     return value
 
 

@@ -58,6 +58,9 @@ class Episodes:
         last_observations: ``[T, E, obs_dim]``, the observation after each episode's last step
             (for bootstrapping truncated episodes).
         tasks: the ``T`` tasks.
+        successes: ``[T, E]`` float, 1.0 for an episode in which the env reported
+            ``info["success"]`` true on any step (Meta-World's definition of a solved episode);
+            ``None`` when the env reported no ``"success"`` in the call.
     """
 
     observations: Tensor
@@ -69,6 +72,7 @@ class Episodes:
     truncated: Tensor
     last_observations: Tensor
     tasks: list[Task]
+    successes: Tensor | None = None
 
     @property
     def num_tasks(self) -> int:
@@ -96,8 +100,19 @@ class Episodes:
         """``[T, E]`` undiscounted return of every episode."""
         return (self.rewards * self.mask).sum(-1)
 
+    def task_success_rates(self) -> Tensor | None:
+        """``[T]`` fraction of each task's episodes that succeeded; None without successes."""
+        return None if self.successes is None else self.successes.mean(1)
+
+    def success_rate(self) -> float | None:
+        """Mean over tasks of each task's fraction of successful episodes; None without
+        successes."""
+        rates = self.task_success_rates()
+        return None if rates is None else rates.mean().item()
+
     def tensor_fields(self) -> list[str]:
-        """Names of the fields that are tensors (every field but ``tasks``)."""
+        """Names of the fields that are tensors (every field but ``tasks``, and ``successes``
+        only when it is set)."""
         names = (f.name for f in dataclasses.fields(self))
         return [name for name in names if isinstance(getattr(self, name), Tensor)]
 
@@ -114,9 +129,21 @@ class Episodes:
 
     @staticmethod
     def concat(parts: Sequence[Episodes], device: torch.device | str) -> Episodes:
-        """The parts' tasks in one batch (dimension 0, in order), on ``device``."""
+        """The parts' tasks in one batch (dimension 0, in order), on ``device``.
+
+        ``successes`` is set when any part has them; a part whose env reported none counts as
+        no success (``None`` when no part has them).
+        """
+        names = dict.fromkeys(name for p in parts for name in p.tensor_fields())
         joined = {
-            name: torch.cat([getattr(p, name) for p in parts]).to(device)
-            for name in parts[0].tensor_fields()
+            name: torch.cat([_field_or_zeros(p, name) for p in parts]).to(device) for name in names
         }
         return Episodes(**joined, tasks=[t for p in parts for t in p.tasks])
+
+
+def _field_or_zeros(episodes: Episodes, name: str) -> Tensor:
+    """A tensor field, or zeros of ``successes``' shape where it is None."""
+    value = getattr(episodes, name)
+    if value is None:  # only the optional successes can be None
+        return episodes.rewards.new_zeros(episodes.rewards.shape[:2])
+    return value

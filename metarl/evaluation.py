@@ -3,20 +3,18 @@
 Training's periodic and final evaluation, ``scripts/evaluate.py`` and the benchmarks all call
 :func:`evaluate_adaptation` on tasks from :func:`held_out_tasks` with a sampler from
 :func:`held_out_sampler`, so a run's own evaluation and ``evaluate.py`` with the same seed face the
-same tasks, episodes and learning rates. Results are written, plotted and rendered here too.
+same tasks, episodes and learning rates. Episodes are rendered here too; the results' tables,
+files and plots are in :mod:`metarl.eval_results` (re-exported here).
 
 The protocol (Finn et al. 2017, and rllab's MAML code): on each held-out task, sample fresh
 episodes with the current (adapted) policy, take one inner step on them, and repeat; the first
 step uses the inner learning rate, later steps half of it (:func:`adaptation_lrs`). The reported
 figure per step is the mean over tasks of each task's mean episode return, with a 95% confidence
-interval over tasks.
+interval over tasks, and likewise each task's success rate where the env reports success.
 """
 
 from __future__ import annotations
 
-import csv
-import dataclasses
-import json
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -26,10 +24,16 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from metarl.eval_results import (
+    AdaptationResult,
+    confidence_interval,
+    plot_adaptation,
+    task_families,
+    write_results,
+)
 from metarl.rollout import env_actions
 from metarl.samplers import make_sampler
-from metarl.supervised.episodes import mean_confidence_interval
-from metarl.tasks import Task, save_tasks, task_splits
+from metarl.tasks import Task, task_splits
 
 __all__ = [
     "HELD_OUT_SAMPLER_SEED_OFFSET",
@@ -148,68 +152,12 @@ def adaptation_lrs(lr: Any, steps: int, later_scale: float = 0.5) -> list[Any]:
     return [lr if k == 0 else later for k in range(steps)]
 
 
-def confidence_interval(values: np.ndarray) -> float:
-    """Half-width of the normal-approximation 95% confidence interval of the mean of ``values``.
-
-    The few-shot sibling's :func:`metarl.supervised.episodes.mean_confidence_interval` is the one
-    implementation; 0 for a single value.
-    """
-    return mean_confidence_interval(torch.as_tensor(np.asarray(values, dtype=np.float64)))[1]
-
-
 class _Adapter(Protocol):
     """What :func:`evaluate_adaptation` needs of an agent."""
 
     policy: Any
 
     def adapt(self, episodes: Any, params: Any = None, lr: Any = None) -> Any: ...
-
-
-@dataclasses.dataclass
-class AdaptationResult:
-    """Returns on held-out tasks before and after each adaptation step.
-
-    Attributes:
-        per_task_returns: ``[K + 1, tasks]`` mean episode return of every task at every step.
-        lrs: the learning rate of each step (numbers; ``"learned"`` for Meta-SGD rates).
-        episodes_per_task: episodes per task and step.
-        params: per-task adapted parameters after the last step (``None`` when ``K = 0``).
-    """
-
-    per_task_returns: np.ndarray
-    lrs: list[Any]
-    episodes_per_task: int
-    params: Any = None
-
-    def rows(self) -> list[dict[str, float]]:
-        """One row per step: ``step``, ``mean_return``, ``ci95``."""
-        return [
-            {"step": k, "mean_return": float(r.mean()), "ci95": confidence_interval(r)}
-            for k, r in enumerate(self.per_task_returns)
-        ]
-
-    def table(self) -> str:
-        """The rows as a small text table."""
-        lines = ["  step   mean return   95% CI      lr"]
-        for row in self.rows():
-            k = row["step"]
-            lr = "" if k == 0 else _describe(self.lrs[k - 1])
-            lines.append(f"  {k:4d}   {row['mean_return']:11.2f}   ±{row['ci95']:<8.2f} {lr}")
-        return "\n".join(lines)
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON-ready summary: steps, learning rates and per-task returns."""
-        return {
-            "tasks": int(self.per_task_returns.shape[1]),
-            "episodes_per_task": self.episodes_per_task,
-            "lrs": [_describe(lr) for lr in self.lrs],
-            "steps": self.rows(),
-            "per_task_returns": self.per_task_returns.tolist(),
-        }
-
-
-def _describe(lr: Any) -> float | str:
-    return "learned" if isinstance(lr, dict) else float(lr)
 
 
 def evaluate_adaptation(
@@ -224,62 +172,26 @@ def evaluate_adaptation(
         lrs: learning rate of each step (see :func:`adaptation_lrs`).
 
     Returns:
-        The :class:`AdaptationResult`.
+        The :class:`AdaptationResult`, with each task's success rate at every step where the
+        env reports ``info["success"]``, and the tasks' families where they name one.
     """
     params = None
-    out = []
+    returns, successes = [], []
     for step in range(len(lrs) + 1):
         episodes = sampler.sample(agent.policy, tasks, params)
-        out.append(episodes.episode_returns().mean(1).cpu().numpy())
+        returns.append(episodes.episode_returns().mean(1).cpu().numpy())
+        rates = episodes.task_success_rates()
+        successes.append(None if rates is None else rates.cpu().numpy())
         if step < len(lrs):
             params = agent.adapt(episodes, params, lrs[step])
-    return AdaptationResult(np.stack(out), list(lrs), sampler.episodes_per_task, params)
-
-
-def write_results(
-    result: AdaptationResult, out: Path, header: dict[str, Any], tasks: Sequence[Task]
-) -> None:
-    """``results.json`` (``header`` plus the summary), ``results.csv`` (one row per step) and
-    ``tasks.json`` (the tasks, for ``--tasks-file``) in ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
-    save_tasks(str(out / "tasks.json"), tasks)
-    (out / "results.json").write_text(json.dumps({**header, **result.to_json()}, indent=2) + "\n")
-    with open(out / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["step", "mean_return", "ci95"])
-        writer.writeheader()
-        writer.writerows(result.rows())
-
-
-def plot_adaptation(result: AdaptationResult, path: Path, title: str) -> bool:
-    """Mean return against adaptation step with its confidence band, as a PNG.
-
-    Returns:
-        False (and warns) when matplotlib is not installed.
-    """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        hint = 'no plot: matplotlib is not installed (pip install -e ".[viz]")'
-        warnings.warn(hint, stacklevel=2)
-        return False
-    rows = result.rows()
-    steps = [r["step"] for r in rows]
-    mean = np.array([r["mean_return"] for r in rows])
-    ci = np.array([r["ci95"] for r in rows])
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.plot(steps, mean, marker="o")
-    ax.fill_between(steps, mean - ci, mean + ci, alpha=0.25)
-    ax.set_xlabel("adaptation steps")
-    ax.set_ylabel("mean return (95% CI)")
-    ax.set_xticks(steps)
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return True
+    return AdaptationResult(
+        np.stack(returns),
+        list(lrs),
+        sampler.episodes_per_task,
+        params,
+        per_task_successes=None if any(s is None for s in successes) else np.stack(successes),
+        families=task_families(tasks),
+    )
 
 
 def render_episodes(

@@ -145,13 +145,15 @@ class _SliceWorker:
 
 
 def _one_thread(env_id: str, mode: str | None, vector_kwargs: Mapping) -> dict:
-    """``vector_kwargs`` with ``num_threads=1`` when the env's batched implementation takes it."""
+    """``vector_kwargs`` for one core: ``num_threads=1`` (batched MuJoCo) and ``workers=0`` (no
+    worker processes: Meta-World) when the env's batched implementation takes them."""
     kwargs = dict(vector_kwargs)
     entry = gym.spec(env_id).vector_entry_point
-    if mode in (None, "vector_entry_point") and entry is not None and "num_threads" not in kwargs:
+    if mode in (None, "vector_entry_point") and entry is not None:
         creator = gym.envs.registration.load_env_creator(entry) if isinstance(entry, str) else entry
-        if "num_threads" in inspect.signature(creator).parameters:
-            kwargs["num_threads"] = 1
+        for name, value in (("num_threads", 1), ("workers", 0)):
+            if name not in kwargs and name in inspect.signature(creator).parameters:
+                kwargs[name] = value
     return kwargs
 
 

@@ -59,6 +59,9 @@ class StepMetrics:
         time_adaptation: seconds spent in inner steps (outside sampling).
         time_iteration: seconds for the whole iteration.
         extra: learner-specific numbers (e.g. MAML-TRPO's ``step_fraction``).
+        success_rates: success rate before each inner step, then after the last (aligned with
+            ``returns``; each the mean over tasks of a task's fraction of successful episodes);
+            None when the env reports no ``info["success"]``.
     """
 
     returns: list[float]
@@ -71,6 +74,7 @@ class StepMetrics:
     time_adaptation: float = 0.0
     time_iteration: float = 0.0
     extra: dict[str, float] = dataclasses.field(default_factory=dict)
+    success_rates: list[float] | None = None
 
     @property
     def step_accepted(self) -> bool:
@@ -86,6 +90,14 @@ class StepMetrics:
         return self.returns[-1]
 
     @property
+    def success_before(self) -> float | None:
+        return None if self.success_rates is None else self.success_rates[0]
+
+    @property
+    def success_after(self) -> float | None:
+        return None if self.success_rates is None else self.success_rates[-1]
+
+    @property
     def time_outer(self) -> float:
         return self.time_iteration - self.time_sampling - self.time_adaptation
 
@@ -94,7 +106,11 @@ class StepMetrics:
         return self.env_steps / max(self.time_sampling, 1e-9)
 
     def to_row(self) -> dict[str, Any]:
-        """A flat JSON row for ``metrics.jsonl`` (the keys ``scripts/plot.py`` reads)."""
+        """A flat JSON row for ``metrics.jsonl`` (the keys ``scripts/plot.py`` reads).
+
+        Optional values (``loss_after``, ``kl``, ``rejected_reason``, ``success_before`` and
+        ``success_after``) are left out when they are None.
+        """
         row: dict[str, Any] = {f"return_step{k}": r for k, r in enumerate(self.returns[:-1])}
         row.update(
             return_before=self.return_before,
@@ -114,6 +130,8 @@ class StepMetrics:
             row["kl"] = self.kl
         if self.rejected is not None:
             row["rejected_reason"] = str(self.rejected)
+        if self.success_rates is not None:
+            row.update(success_before=self.success_before, success_after=self.success_after)
         row.update(self.extra)
         return row
 
@@ -132,6 +150,8 @@ class MetaBatch:
         time_sampling: seconds spent sampling.
         time_adaptation: seconds spent adapting (outside sampling).
         started: ``time.perf_counter()`` at the start of the iteration.
+        success_rates: success rate of every sampled batch, aligned with ``returns`` (see
+            :meth:`Episodes.success_rate`); None when the env reports no success.
     """
 
     adapted: Params
@@ -143,6 +163,7 @@ class MetaBatch:
     time_sampling: float
     time_adaptation: float
     started: float
+    success_rates: list[float] | None = None
 
     def finish(
         self,
@@ -164,4 +185,5 @@ class MetaBatch:
             time_adaptation=self.time_adaptation,
             time_iteration=time.perf_counter() - self.started,
             extra=dict(extra),
+            success_rates=self.success_rates,
         )

@@ -37,6 +37,7 @@ __all__ = [
     "record_call",
     "run_slots",
     "sampler_state",
+    "step_successes",
 ]
 
 
@@ -101,7 +102,8 @@ def run_slots(
         call_tasks: the call's number of tasks (``None``: these tasks are all of them).
 
     Returns:
-        The episodes of these tasks.
+        The episodes of these tasks, with ``successes`` when the env reported
+        ``info["success"]`` (see :func:`step_successes`; only steps of a live episode count).
     """
     H, T, E = draws.noise.shape[:3]
     n = T * E
@@ -129,6 +131,7 @@ def run_slots(
     truncated = np.zeros((n, H), dtype=bool)
     last_obs = np.zeros((n, obs_dim), dtype=np.float32)
     alive = np.ones(n, dtype=bool)
+    successes = None  # [n, H] bool once the env reports "success" (set on live steps only)
     with torch.no_grad():
         for t in range(H):
             o = torch.as_tensor(obs, dtype=torch.float32).reshape(T, E, obs_dim).to(dev)
@@ -145,7 +148,12 @@ def run_slots(
             actions[:, :, t] = a
             log_probs[:, :, t] = logp
             a_np = env_actions(act_space, a.reshape(n, *act_shape).cpu().numpy(), normalize_actions)
-            obs, r, term, trunc, _ = vec.step(a_np)
+            obs, r, term, trunc, info = vec.step(a_np)
+            reported = step_successes(info, n)
+            if reported is not None:
+                if successes is None:
+                    successes = np.zeros((n, H), dtype=bool)
+                successes[alive, t] = reported[alive]
             mask[alive, t] = 1.0
             rewards[alive, t] = r[alive]
             terminated[alive, t] = term[alive]
@@ -157,7 +165,12 @@ def run_slots(
             alive &= ~ended
             if not alive.any():
                 break
-    log_probs = log_probs * torch.as_tensor(mask, device=dev).reshape(T, E, H)
+    live = torch.as_tensor(mask, device=dev).reshape(T, E, H) > 0
+    log_probs = log_probs * live
+    # Padding is zeros: an ended env keeps stepping until the call's last episode ends, and a
+    # Ray slice stops at its own last one, so anything else would differ between samplers.
+    observations = torch.where(live.unsqueeze(-1), observations, 0.0)
+    actions = torch.where(live.reshape(T, E, H, *(1,) * len(act_shape)), actions, 0)
 
     def tensor(x: np.ndarray) -> Tensor:
         return torch.as_tensor(x, device=dev).reshape(T, E, *x.shape[1:])
@@ -172,7 +185,30 @@ def run_slots(
         truncated=tensor(truncated),
         last_observations=tensor(last_obs),
         tasks=list(tasks),
+        # Meta-World's rule: an episode succeeded if any of its steps did.
+        successes=None if successes is None else tensor(successes.any(1).astype(np.float32)),
     )
+
+
+def step_successes(info: Mapping[str, Any], num_envs: int) -> np.ndarray | None:
+    """Which envs reported ``info["success"]`` true in one vector step.
+
+    Gymnasium's vector info holds a key's values for every env with a ``"_key"`` mask of the envs
+    that reported it (an env reset in this step reports its reset info instead).
+
+    Args:
+        info: the info dict of ``vec.step``.
+        num_envs: the number of envs.
+
+    Returns:
+        ``[num_envs]`` bool, True where an env reported a true (non-zero) success; None when no
+        env reported ``"success"``.
+    """
+    if "success" not in info:
+        return None
+    values = np.asarray(info["success"]).reshape(num_envs) != 0
+    reported = np.asarray(info.get("_success", np.ones(num_envs, dtype=bool)), dtype=bool)
+    return values & reported
 
 
 def record_call(sampler: Any, steps: int, elapsed: float) -> None:

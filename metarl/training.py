@@ -326,12 +326,14 @@ def _loop(
 
 
 def format_row(row: dict, total: int) -> str:
-    """One progress line per iteration."""
+    """One progress line per iteration (with the success rate after adaptation where the env
+    reports success)."""
     kl = f"kl {row['kl']:.4f}  " if math.isfinite(row.get("kl", math.nan)) else ""
+    success = f"success {row['success_after']:.2f}  " if "success_after" in row else ""
     return (
         f"iter {row['iteration'] + 1:4d}/{total}  "
         f"return before {row['return_before']:9.2f}  after {row['return_after']:9.2f}  "
-        f"{kl}{'step' if row['step_accepted'] else 'rejected'}  "
+        f"{success}{kl}{'step' if row['step_accepted'] else 'rejected'}  "
         f"{row['env_steps_per_s'] / 1e3:7.1f}k env steps/s  {row['time_iteration']:.2f} s/it"
     )
 
@@ -367,7 +369,9 @@ def evaluate_held_out(
     )
     row = {"iteration": iteration, "seconds": time.perf_counter() - started, **result.to_json()}
     with open(Path(run.path) / "eval_history.jsonl", "a") as f:
-        f.write(json.dumps({k: v for k, v in row.items() if k != "per_task_returns"}) + "\n")
+        # the per-task arrays (returns, successes, families) stay in eval.json only
+        summary = {k: v for k, v in row.items() if not k.startswith("per_task_")}
+        f.write(json.dumps(summary) + "\n")
     if iteration == cfg.iterations:
         run.write_json("eval.json", row)
         print(f"saved {run.path / 'eval.json'}")

@@ -3,7 +3,8 @@
     python scripts/plot.py runs/<run-a> runs/<run-b> --labels "MAML-TRPO" "ProMP" --out curves.png
 
 Draws the mean return before and after adaptation against iterations and against environment
-steps, one colour per run. Needs matplotlib (``pip install -e ".[viz]"``).
+steps, one colour per run, and below it the success rate where the runs' env reports success
+(Meta-World). Needs matplotlib (``pip install -e ".[viz]"``).
 """
 
 from __future__ import annotations
@@ -37,31 +38,42 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     labels = args.labels or [run.path.name for run in runs]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for k, (run, label) in enumerate(zip(runs, labels, strict=True)):
-        rows = run.metrics()
+    metrics = [run.metrics() for run in runs]
+    # (metric, axis label): the success rate only where an env reports it
+    panels = [("return", "mean return")]
+    if any("success_after" in r for rows in metrics for r in rows):
+        panels.append(("success", "success rate"))
+    fig, grid = plt.subplots(
+        len(panels), 2, figsize=(11, 4 * len(panels)), sharey="row", squeeze=False
+    )
+    for k, (run, label, rows) in enumerate(zip(runs, labels, metrics, strict=True)):
         if not rows:
             print(f"note: {run.path} has no metrics yet; skipped")
             continue
         color = f"C{k % 10}"
         iters = [r["iteration"] + 1 for r in rows]
         steps = [r["env_steps_total"] for r in rows]
-        for ax, x in zip(axes, (iters, steps), strict=True):
-            ax.plot(x, [r["return_after"] for r in rows], color=color, label=f"{label} (adapted)")
-            ax.plot(
-                x,
-                [r["return_before"] for r in rows],
-                color=color,
-                ls="--",
-                alpha=0.6,
-                label=f"{label} (before)",
-            )
-    axes[0].set_xlabel("meta-iteration")
-    axes[1].set_xlabel("environment steps")
-    axes[0].set_ylabel("mean return")
-    axes[0].legend(fontsize=8)
-    for ax in axes:
-        ax.grid(alpha=0.3)
+        for axes, (metric, _) in zip(grid, panels, strict=True):
+            if f"{metric}_after" not in rows[0]:
+                continue
+            for ax, x in zip(axes, (iters, steps), strict=True):
+                after = [r[f"{metric}_after"] for r in rows]
+                ax.plot(x, after, color=color, label=f"{label} (adapted)")
+                ax.plot(
+                    x,
+                    [r[f"{metric}_before"] for r in rows],
+                    color=color,
+                    ls="--",
+                    alpha=0.6,
+                    label=f"{label} (before)",
+                )
+    for axes, (_, ylabel) in zip(grid, panels, strict=True):
+        axes[0].set_xlabel("meta-iteration")
+        axes[1].set_xlabel("environment steps")
+        axes[0].set_ylabel(ylabel)
+        for ax in axes:
+            ax.grid(alpha=0.3)
+    grid[0][0].legend(fontsize=8)
     fig.tight_layout()
     out = Path(args.out) if args.out else runs[0].path / "curves.png"
     fig.savefig(out, dpi=120)

@@ -7,7 +7,8 @@
 Reads each run's final held-out evaluation (``eval.json``, or with ``--eval NAME`` the
 ``eval/NAME/results.json`` that ``scripts/evaluate.py`` wrote) and its ``metrics.jsonl``, pools the
 per-task returns of all runs at every adaptation step (mean and 95% CI over tasks x runs), and
-prints them with the per-run means, iterations, environment steps and training wall time.
+prints them with the per-run means, iterations, environment steps and training wall time. Where
+the env reports success (Meta-World) the per-task success rates are pooled and printed the same way.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         help="use RUN/eval/NAME/results.json (from scripts/evaluate.py) instead of eval.json",
     )
     args = parser.parse_args(argv)
-    per_run, seeds, iterations, env_steps, wall = [], [], [], [], []
+    per_run, successes, seeds, iterations, env_steps, wall = [], [], [], [], [], []
     for path in args.runs:
         try:
             run = RunDir.open(path)
@@ -46,7 +47,10 @@ def main(argv: list[str] | None = None) -> int:
             what = "run scripts/evaluate.py on it" if args.eval else "the run did not finish"
             print(f"error: {run.path} has no {result.name} ({what})", file=sys.stderr)
             return 2
-        per_run.append(np.array(json.loads(result.read_text())["per_task_returns"]))
+        summary = json.loads(result.read_text())
+        per_run.append(np.array(summary["per_task_returns"]))
+        success = summary.get("per_task_successes")  # envs that report success only
+        successes.append(None if success is None else np.array(success))
         rows = run.metrics()
         seeds.append(run.config()["train"]["seed"])
         iterations.append(len(rows))
@@ -57,10 +61,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     pooled = np.concatenate(per_run, axis=1)  # [steps, tasks x runs]
     cells = [f"{s.mean():.1f} ± {confidence_interval(s):.1f}" for s in pooled]
+    success_cells = []
+    if all(s is not None for s in successes):  # pooled like the returns
+        pooled_success = np.concatenate(successes, axis=1)
+        success_cells = [f"{s.mean():.2f} ± {confidence_interval(s):.2f}" for s in pooled_success]
     seeds_text = ",".join(str(s) for s in seeds)
     if args.markdown:
         print(
-            f"| {' | '.join(cells)} | {seeds_text} | {iterations[0]} | "
+            f"| {' | '.join(cells + success_cells)} | {seeds_text} | {iterations[0]} | "
             f"{np.mean(env_steps) / 1e6:.1f}M | {np.mean(wall) / 60:.0f} min |"
         )
         return 0
@@ -68,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     for k in range(len(pooled)):
         by_run = " ".join(f"{r[k].mean():8.2f}" for r in per_run)
         print(f"  step {k}: {cells[k]:>16s}   per run: {by_run}")
+    for k, cell in enumerate(success_cells):
+        by_run = " ".join(f"{s[k].mean():8.2f}" for s in successes)
+        print(f"  step {k} success rate: {cell:>12s}   per run: {by_run}")
     print(
         f"  iterations {iterations}, env steps {[f'{s / 1e6:.2f}M' for s in env_steps]}, "
         f"training wall {[f'{w / 60:.1f} min' for w in wall]}"

@@ -60,6 +60,16 @@ def test_each_step_samples_fresh_episodes_with_the_adapted_policy():
     assert len({tuple(r) for r in result.per_task_returns}) == 3  # new episodes every step
     assert [r["step"] for r in result.rows()] == [0, 1, 2]
     assert result.to_json()["lrs"] == [0.1, 0.05]
+    # Particles2D reports no success and its tasks no family: nothing new in the results
+    assert result.per_task_successes is None and result.families is None
+    assert list(result.rows()[0]) == ["step", "mean_return", "ci95"]
+    assert list(result.to_json()) == [
+        "tasks",
+        "episodes_per_task",
+        "lrs",
+        "steps",
+        "per_task_returns",
+    ]
     # Meta-SGD: the learned rates, detached, scaled for later steps
     agent = make_agent("maml-trpo", sampler, {"hidden_sizes": (8,), "meta_sgd": True}, seed=0)
     result = agent.evaluate(sampler, tasks, 2)

@@ -127,7 +127,7 @@ def test_sample_tasks():
         (
             HalfCheetahDirEnv,
             {"direction": (1.0, 1.0)},
-            r"Task\(direction=<number>\); got direction",
+            r"Task\(direction=<number>\): direction must be a number",
         ),
         (HalfCheetahDirEnv, {"direction": "left"}, r"must be a number"),
         (HalfCheetahDirEnv, 1.0, r"a task is a mapping"),

@@ -51,8 +51,24 @@ def pair(env_id, horizon, num_tasks=3, seed=5):
     return local, remote, policy, tasks
 
 
+try:
+    import metaworld
+except ImportError:
+    metaworld = None
+
+
 @pytest.mark.parametrize(
-    "env_id, horizon", [("metarl/Particles2D-v0", 20), ("metarl/HalfCheetahDir-v0", 8)]
+    "env_id, horizon",
+    [
+        ("metarl/Particles2D-v0", 20),
+        ("metarl/HalfCheetahDir-v0", 8),
+        # tasks of three families, success flags, and no worker processes inside the actors
+        pytest.param(
+            "metarl/ML10-v0",
+            6,
+            marks=pytest.mark.skipif(metaworld is None, reason="Meta-World is optional"),
+        ),
+    ],
 )
 def test_same_episodes_as_the_local_sampler(env_id, horizon):
     local, remote, policy, tasks = pair(env_id, horizon)
