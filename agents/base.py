@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from metarl.baselines import LinearFeatureBaseline
+from metarl.episodes import Episodes
 from metarl.evaluation import AdaptationResult, adaptation_lrs, evaluate_adaptation
 from metarl.maml import (
     Params,
@@ -31,7 +32,6 @@ from metarl.maml import (
 from metarl.policies import make_policy
 from metarl.records import InnerStep, MetaBatch, Rejection, StepMetrics
 from metarl.returns import discounted_returns, gae, masked_task_mean, normalize
-from metarl.rollout import Episodes
 from metarl.samplers import Sampler
 from metarl.tasks import Task
 

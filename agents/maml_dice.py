@@ -22,9 +22,9 @@ from torch import Tensor
 
 from agents.base import AgentConfig, OuterAdamAgent, require_positive
 from metarl.dice import dice_objective
+from metarl.episodes import Episodes
 from metarl.records import StepMetrics
 from metarl.returns import discounted_returns
-from metarl.rollout import Episodes
 from metarl.tasks import Task
 
 __all__ = ["MAMLDiCE", "MAMLDiCEConfig", "dice_task_loss"]

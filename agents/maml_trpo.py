@@ -29,10 +29,10 @@ from torch import Tensor
 from torch.distributions import kl_divergence
 
 from agents.base import AgentConfig, MetaAgent, require_positive, require_unit
+from metarl.episodes import Episodes
 from metarl.maml import Params, detach_params
 from metarl.records import InnerStep, Rejection, StepMetrics
 from metarl.returns import masked_task_mean
-from metarl.rollout import Episodes
 from metarl.tasks import Task
 from metarl.trpo import conjugate_gradient, fisher_vector_product, line_search
 

@@ -26,10 +26,10 @@ from torch.distributions import kl_divergence
 
 from agents.base import AgentConfig, OuterAdamAgent, require_positive, require_unit
 from metarl.dice import lvc_objective
+from metarl.episodes import Episodes
 from metarl.maml import detach_params
 from metarl.records import StepMetrics
 from metarl.returns import masked_task_mean
-from metarl.rollout import Episodes
 from metarl.tasks import Task
 
 __all__ = ["ProMP", "ProMPConfig", "clipped_surrogate"]

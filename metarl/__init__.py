@@ -1,7 +1,7 @@
 """metarl: meta-reinforcement learning for PyTorch on Gymnasium and MuJoCo.
 
 The library holds everything that does not name a particular env or agent: the task-env contract
-(:mod:`metarl.tasks`), vectorized multi-task rollouts (:mod:`metarl.rollout`), policies, baselines,
+(:mod:`metarl.tasks`), vectorized multi-task rollouts (:mod:`metarl.samplers`), policies, baselines,
 returns, MAML / Meta-SGD adaptation (:mod:`metarl.maml`), TRPO pieces (:mod:`metarl.trpo`) and run
 bookkeeping. Concrete task envs live in the ``envs`` package, learners in ``agents``.
 """

@@ -24,6 +24,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from metarl.episodes import env_actions
 from metarl.eval_results import (
     AdaptationResult,
     confidence_interval,
@@ -31,7 +32,6 @@ from metarl.eval_results import (
     task_families,
     write_results,
 )
-from metarl.rollout import env_actions
 from metarl.samplers import make_sampler
 from metarl.tasks import Task, task_splits
 

@@ -15,8 +15,8 @@ from typing import Any
 
 from torch import Tensor
 
+from metarl.episodes import Episodes
 from metarl.maml import Params
-from metarl.rollout import Episodes
 
 __all__ = ["InnerStep", "MetaBatch", "Rejection", "StepMetrics"]
 

@@ -39,7 +39,7 @@ from envs.metaworld import apply_task, import_metaworld, make_family_env, task_s
 from envs.metaworld_pool import MetaWorldVectorEnv
 from metarl.maml import per_task
 from metarl.policies import GaussianMLPPolicy
-from metarl.rollout import MultiTaskSampler
+from metarl.samplers import MultiTaskSampler
 from metarl.tasks import Task
 
 

@@ -3,7 +3,7 @@
 Measures, in one run and for each env of ``--env-ids`` (HalfCheetahDir, AntDir and AntGoal by
 default), env steps per second for ``num_tasks x episodes_per_task`` envs and ``horizon`` steps
 with a Gaussian MLP policy in the loop (one batched policy call per step, through
-:class:`metarl.rollout.MultiTaskSampler`):
+:class:`metarl.samplers.MultiTaskSampler`):
 
 1. Gymnasium's ``SyncVectorEnv`` of the single env;
 2. the env's batched vector env (on ``envs.batched``, MuJoCo's C++ threads);
@@ -44,8 +44,7 @@ from mujoco import rollout
 import envs  # noqa: F401  (registers the task envs)
 from metarl.maml import per_task
 from metarl.policies import GaussianMLPPolicy
-from metarl.rollout import MultiTaskSampler
-from metarl.samplers import make_sampler
+from metarl.samplers import MultiTaskSampler, make_sampler
 
 
 @dataclasses.dataclass

@@ -37,8 +37,9 @@ from torch import Tensor
 import envs  # noqa: F401
 from agents import AGENTS, MetaAgent, get_agent
 from metarl.cli import add_dataclass_arguments, dataclass_from_args
+from metarl.episodes import Episodes
 from metarl.policies import Policy
-from metarl.rollout import Episodes, MultiTaskSampler
+from metarl.samplers import MultiTaskSampler
 from metarl.tasks import Task
 
 PHASES = ("wall", "time_sampling", "time_adaptation", "time_outer", "meta_step")

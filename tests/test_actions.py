@@ -6,8 +6,9 @@ import pytest
 import torch
 
 import envs  # noqa: F401
+from metarl.episodes import env_actions
 from metarl.policies import Policy
-from metarl.rollout import MultiTaskSampler, env_actions
+from metarl.samplers import MultiTaskSampler
 from metarl.tasks import Task
 
 

@@ -8,7 +8,7 @@ import torch
 
 import envs  # noqa: F401
 from agents import AGENTS, make_agent
-from metarl.rollout import MultiTaskSampler
+from metarl.samplers import MultiTaskSampler
 
 SMALL = {"hidden_sizes": (16, 16)}
 

@@ -12,7 +12,7 @@ from gymnasium.utils.env_checker import check_env
 import envs  # noqa: F401  (registers the task envs)
 from envs.ant import AntDirEnv, AntDirVectorEnv, AntGoalEnv, AntGoalVectorEnv
 from metarl.policies import GaussianMLPPolicy
-from metarl.rollout import MultiTaskSampler
+from metarl.samplers import MultiTaskSampler
 from metarl.tasks import Task, load_tasks, make_task_env, make_task_vec, save_tasks
 
 DIR_ID, GOAL_ID = "metarl/AntDir-v0", "metarl/AntGoal-v0"

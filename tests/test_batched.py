@@ -16,7 +16,7 @@ from envs.half_cheetah import (
     HalfCheetahVelVectorEnv,
 )
 from metarl.policies import GaussianMLPPolicy
-from metarl.rollout import MultiTaskSampler
+from metarl.samplers import MultiTaskSampler
 from metarl.tasks import Task, make_task_vec
 
 DIR_ID, VEL_ID = "metarl/HalfCheetahDir-v0", "metarl/HalfCheetahVel-v0"

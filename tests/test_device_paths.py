@@ -12,7 +12,7 @@ from scripts_helpers import ROOT, run_script
 
 import envs  # noqa: F401
 from agents import make_agent
-from metarl.rollout import MultiTaskSampler
+from metarl.samplers import MultiTaskSampler
 
 TINY = ["--tasks", "2", "--episodes", "2", "--horizon", "5", "--iterations", "2", "--warmup", "1"]
 TINY += ["--threads", "1"]  # tiny ops: on a busy 2-core machine torch's threads wait on each other

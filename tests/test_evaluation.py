@@ -16,7 +16,7 @@ from metarl.evaluation import (
     evaluate_adaptation,
     held_out_tasks,
 )
-from metarl.rollout import MultiTaskSampler
+from metarl.samplers import MultiTaskSampler
 
 SMALL = ["--meta-batch-size", "3", "--episodes-per-task", "3", "--horizon", "15"]
 

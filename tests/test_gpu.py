@@ -14,7 +14,7 @@ from agents import make_agent
 from metarl.maml import MAML
 from metarl.records import InnerStep
 from metarl.returns import masked_task_mean
-from metarl.rollout import MultiTaskSampler
+from metarl.samplers import MultiTaskSampler
 
 pytestmark = [
     pytest.mark.gpu,

@@ -10,7 +10,7 @@ import envs  # noqa: F401
 from agents.maml_trpo import MAMLTRPO, MAMLTRPOConfig
 from metarl.maml import detach_params
 from metarl.records import InnerStep
-from metarl.rollout import MultiTaskSampler
+from metarl.samplers import MultiTaskSampler
 
 
 def _agent(fisher_subsample):

@@ -17,7 +17,7 @@ import envs  # noqa: E402
 from envs import metaworld as mw  # noqa: E402
 from envs.metaworld_pool import MetaWorldVectorEnv  # noqa: E402
 from metarl.evaluation import held_out_tasks  # noqa: E402
-from metarl.rollout import MultiTaskSampler  # noqa: E402
+from metarl.samplers import MultiTaskSampler  # noqa: E402
 from metarl.tasks import Task, load_tasks, make_task_env, save_tasks, task_splits  # noqa: E402
 
 ML1 = "metarl/ML1-reach-v0"

@@ -11,8 +11,7 @@ from scripts_helpers import load_script, run_script
 
 import envs  # noqa: F401  (registers the task envs)
 from metarl.policies import make_policy
-from metarl.rollout import MultiTaskSampler
-from metarl.samplers import make_sampler
+from metarl.samplers import MultiTaskSampler, make_sampler
 
 ray = pytest.importorskip("ray")
 

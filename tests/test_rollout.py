@@ -8,7 +8,7 @@ import torch
 import envs  # noqa: F401
 from metarl.maml import per_task
 from metarl.policies import GaussianMLPPolicy, Policy
-from metarl.rollout import MultiTaskSampler
+from metarl.samplers import MultiTaskSampler
 from metarl.tasks import Task
 
 ENV = "metarl/Particles2D-v0"

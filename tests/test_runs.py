@@ -14,7 +14,7 @@ import envs  # noqa: F401
 from agents.maml_trpo import MAMLTRPO, MAMLTRPOConfig
 from metarl.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from metarl.records import Rejection
-from metarl.rollout import MultiTaskSampler
+from metarl.samplers import MultiTaskSampler
 
 SMALL = [
     "--meta-batch-size",

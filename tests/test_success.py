@@ -20,9 +20,8 @@ from metarl.episodes import Episodes
 from metarl.evaluation import adaptation_lrs, evaluate_adaptation, write_results
 from metarl.policies import make_policy
 from metarl.records import StepMetrics
-from metarl.rollout import MultiTaskSampler
-from metarl.samplers import make_sampler
-from metarl.slots import step_successes
+from metarl.samplers import MultiTaskSampler, make_sampler
+from metarl.samplers.slots import step_successes
 from metarl.tasks import Task, TaskEnv
 from metarl.training import format_row
 

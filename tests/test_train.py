@@ -12,7 +12,7 @@ from scripts_helpers import load_script, metrics, run_script
 import envs  # noqa: F401
 from agents.maml_trpo import MAMLTRPO, MAMLTRPOConfig, surrogate_loss
 from metarl.maml import detach_params
-from metarl.rollout import MultiTaskSampler
+from metarl.samplers import MultiTaskSampler
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = load_script("train")

@@ -1,10 +1,11 @@
 """What a meta-learner needs from a sampler, and the factory that picks one by name.
 
 Agents, the training loop, evaluation and the scripts depend on :class:`Sampler` only. The local
-:class:`~metarl.rollout.MultiTaskSampler` (every task's episodes in one vector env on this
-machine) is the default; ``"ray"`` (:class:`~metarl.ray_sampler.RaySampler`, Ray actors on one
-machine or a cluster) is imported only when chosen. Another sampler registers itself in
-:data:`SAMPLERS` under its own name and is chosen with ``--sampler NAME``.
+:class:`~metarl.samplers.MultiTaskSampler` (every task's episodes in one vector env on this
+machine, :mod:`metarl.samplers.local`) is the default; ``"ray"``
+(:class:`~metarl.samplers.ray_sampler.RaySampler`, Ray actors on one machine or a cluster) is
+imported only when chosen. Both run their slots with :mod:`metarl.samplers.slots`. Another sampler
+registers itself in :data:`SAMPLERS` under its own name and is chosen with ``--sampler NAME``.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from metarl.episodes import Episodes
 from metarl.policies import Policy
-from metarl.rollout import Episodes, MultiTaskSampler
+from metarl.samplers.local import MultiTaskSampler
 from metarl.tasks import Task
 
-__all__ = ["SAMPLERS", "Sampler", "make_sampler"]
+__all__ = ["SAMPLERS", "MultiTaskSampler", "Sampler", "make_sampler"]
 
 
 @runtime_checkable
@@ -86,8 +88,9 @@ class Sampler(Protocol):
 
 
 def _ray_sampler(env_id: str, num_tasks: int, episodes_per_task: int, **kwargs: Any) -> Sampler:
-    """:class:`~metarl.ray_sampler.RaySampler`, imported on first use (Ray is an optional extra)."""
-    from metarl.ray_sampler import RaySampler
+    """:class:`~metarl.samplers.ray_sampler.RaySampler`, imported on first use (Ray is an
+    optional extra)."""
+    from metarl.samplers.ray_sampler import RaySampler
 
     return RaySampler(env_id, num_tasks, episodes_per_task, **kwargs)
 

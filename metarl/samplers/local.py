@@ -13,17 +13,16 @@ import contextlib
 import time
 from collections.abc import Iterator, Mapping, Sequence
 
-import gymnasium as gym
-import numpy as np
 import torch
 from torch import Tensor
 
-from metarl.episodes import Episodes, env_actions
+from metarl.episodes import Episodes
 from metarl.policies import Policy
-from metarl.slots import draw_randomness, load_sampler_state, record_call, run_slots, sampler_state
-from metarl.tasks import Task, draw_tasks, make_task_env, make_task_vec, resolve_env_id
+from metarl.samplers.base import SamplerBase
+from metarl.samplers.slots import draw_randomness, record_call, run_slots
+from metarl.tasks import Task, make_task_vec
 
-__all__ = ["Episodes", "MultiTaskSampler", "env_actions"]
+__all__ = ["MultiTaskSampler"]
 
 
 @contextlib.contextmanager
@@ -34,7 +33,7 @@ def _restore_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-class MultiTaskSampler:
+class MultiTaskSampler(SamplerBase):
     """Samples ``episodes_per_task`` episodes for each of several tasks, all in lock-step.
 
     Args:
@@ -74,69 +73,29 @@ class MultiTaskSampler:
         sampling_threads: int | None = 1,
         normalize_actions: bool = False,
     ) -> None:
-        for name, value in (("num_tasks", num_tasks), ("episodes_per_task", episodes_per_task)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        env_id = resolve_env_id(env_id)  # "module:EnvId" imports module first
-        self.env_id = env_id
-        self.env_kwargs = dict(env_kwargs or {})
-        self.vector_kwargs = dict(vector_kwargs or {})
-        self.sampling_threads = sampling_threads
-        self.normalize_actions = normalize_actions
-        self.vectorization_mode = vectorization_mode
-        self.device = torch.device(device)
-        self.num_tasks = num_tasks
-        self.episodes_per_task = episodes_per_task
-        self.task_env = make_task_env(env_id, **self.env_kwargs)
-        self.vec = make_task_vec(
+        super().__init__(
             env_id,
+            num_tasks,
+            episodes_per_task,
+            horizon,
+            vectorization_mode,
+            device,
+            seed,
+            env_kwargs,
+            vector_kwargs,
+            normalize_actions,
+        )
+        self.sampling_threads = sampling_threads
+        self.vec = make_task_vec(
+            self.env_id,
             num_tasks * episodes_per_task,
             vectorization_mode,
             vector_kwargs=self.vector_kwargs,
             **self.env_kwargs,
         )
-        spec_horizon = gym.spec(env_id).max_episode_steps
-        self.horizon = horizon if horizon is not None else spec_horizon
-        if not isinstance(self.horizon, int) or self.horizon < 1:
-            raise ValueError(
-                f"{env_id} registers no max_episode_steps; pass a positive horizon explicitly"
-            )
-        self.observation_space = self.vec.single_observation_space
-        self.action_space = self.vec.single_action_space
-        self.rng = np.random.default_rng(seed)
-        self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(int(self.rng.integers(2**62)))
-        self.total_steps = 0
-        self.total_time = 0.0
-        self.last_steps_per_second = float("nan")
 
-    def resized(self, num_tasks: int, episodes_per_task: int, seed: int) -> MultiTaskSampler:
-        """A new sampler for the same env and device with other batch sizes and seed."""
-        return MultiTaskSampler(
-            self.env_id,
-            num_tasks,
-            episodes_per_task,
-            horizon=self.horizon,
-            vectorization_mode=self.vectorization_mode,
-            device=self.device,
-            seed=seed,
-            env_kwargs=self.env_kwargs,
-            vector_kwargs=self.vector_kwargs,
-            sampling_threads=self.sampling_threads,
-            normalize_actions=self.normalize_actions,
-        )
-
-    def state_dict(self) -> dict:
-        """RNG states and counters (everything a resumed run needs to continue identically)."""
-        return sampler_state(self)
-
-    def load_state_dict(self, state: Mapping) -> None:
-        """Restore :meth:`state_dict` (see :func:`load_sampler_state`)."""
-        load_sampler_state(self, state)
-
-    def sample_tasks(self, n: int, rng: np.random.Generator, split: str = "train") -> list[Task]:
-        """Draw ``n`` tasks of ``split`` from the env's distribution, using only ``rng``."""
-        return draw_tasks(self.task_env.unwrapped, n, rng, split)
+    def _options(self) -> dict:
+        return {**super()._options(), "sampling_threads": self.sampling_threads}
 
     def sample(
         self,
@@ -155,8 +114,7 @@ class MultiTaskSampler:
         Returns:
             The :class:`Episodes`, on the sampler's device.
         """
-        if len(tasks) != self.num_tasks:
-            raise ValueError(f"this sampler runs {self.num_tasks} tasks per call, got {len(tasks)}")
+        self._check_tasks(tasks)
         start = time.perf_counter()
         draws = draw_randomness(self, policy)
         threads = torch.get_num_threads()
@@ -172,4 +130,4 @@ class MultiTaskSampler:
     def close(self) -> None:
         """Close the envs."""
         self.vec.close()
-        self.task_env.close()
+        super().close()

@@ -1,10 +1,10 @@
 """A sampler whose vector envs live in Ray actors, on this machine or across a cluster.
 
 :class:`RaySampler` keeps the local sampler's contract and results: the learner draws every call's
-randomness exactly as :class:`~metarl.rollout.MultiTaskSampler` does (:mod:`metarl.slots`), and
-each actor steps a contiguous slice of whole tasks given those draws. With the same seed and sizes
-the episodes equal the local sampler's exactly (on CPU), and a slice whose actor died is simply run
-again on a fresh actor: it is deterministic given the draws.
+randomness exactly as :class:`~metarl.samplers.MultiTaskSampler` does
+(:mod:`metarl.samplers.slots`), and each actor steps a contiguous slice of whole tasks given those
+draws. With the same seed and sizes the episodes equal the local sampler's exactly (on CPU), and a
+slice whose actor died is simply run again on a fresh actor: it is deterministic given the draws.
 """
 
 from __future__ import annotations
@@ -28,14 +28,13 @@ from torch import Tensor
 
 from metarl.episodes import Episodes
 from metarl.policies import Policy
-from metarl.slots import (
+from metarl.samplers.base import SamplerBase, positive
+from metarl.samplers.slots import (
     draw_randomness,
-    load_sampler_state,
     record_call,
     run_slots,
-    sampler_state,
 )
-from metarl.tasks import Task, draw_tasks, make_task_env, make_task_vec, resolve_env_id
+from metarl.tasks import Task, make_task_vec, resolve_env_id
 
 __all__ = ["RaySampler", "import_ray"]
 
@@ -134,7 +133,8 @@ class _SliceWorker:
     def run(
         self, payload: tuple, tasks: list, start: int, call_tasks: int, draws: Any, normalize: bool
     ) -> Episodes:
-        """Run tasks ``start:start + len(tasks)`` of a call (see :func:`metarl.slots.run_slots`)."""
+        """Run tasks ``start:start + len(tasks)`` of a call (see
+        :func:`metarl.samplers.slots.run_slots`)."""
         policy, params = payload
         cpu = torch.device("cpu")
         return run_slots(self.vec, policy, tasks, params, draws, cpu, normalize, start, call_tasks)
@@ -157,8 +157,8 @@ def _one_thread(env_id: str, mode: str | None, vector_kwargs: Mapping) -> dict:
     return kwargs
 
 
-class RaySampler:
-    """Samples like :class:`~metarl.rollout.MultiTaskSampler`, with the envs in Ray actors.
+class RaySampler(SamplerBase):
+    """Samples like :class:`~metarl.samplers.MultiTaskSampler`, with the envs in Ray actors.
 
     The actors are made once (each holds a vector env for a contiguous slice of whole tasks, so
     per-task parameters keep their shapes) and reused by every call.
@@ -201,43 +201,25 @@ class RaySampler:
         ray_address: str | None = None,
         imports: Sequence[str] = (),
     ) -> None:
-        for name, value in (
-            ("num_tasks", num_tasks),
-            ("episodes_per_task", episodes_per_task),
-            ("workers", workers),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        positive(workers=workers)
         self._ray = import_ray()
         for module in imports:
             importlib.import_module(module)
-        self._spec_id = env_id  # the actors resolve "module:EnvId" themselves
-        self.env_id = resolve_env_id(env_id)
+        super().__init__(
+            env_id,
+            num_tasks,
+            episodes_per_task,
+            horizon,
+            vectorization_mode,
+            device,
+            seed,
+            env_kwargs,
+            vector_kwargs,
+            normalize_actions,
+        )
         self.imports = tuple(imports)
-        self.env_kwargs = dict(env_kwargs or {})
-        self.vector_kwargs = dict(vector_kwargs or {})
-        self.vectorization_mode = vectorization_mode
-        self.normalize_actions = normalize_actions
-        self.device = torch.device(device)
-        self.num_tasks = num_tasks
-        self.episodes_per_task = episodes_per_task
         self.workers = workers
         self.ray_address = ray_address
-        self.task_env = make_task_env(self.env_id, **self.env_kwargs)
-        spec_horizon = gym.spec(self.env_id).max_episode_steps
-        self.horizon = horizon if horizon is not None else spec_horizon
-        if not isinstance(self.horizon, int) or self.horizon < 1:
-            raise ValueError(
-                f"{self.env_id} registers no max_episode_steps; pass a positive horizon explicitly"
-            )
-        self.observation_space = self.task_env.observation_space
-        self.action_space = self.task_env.action_space
-        self.rng = np.random.default_rng(seed)
-        self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(int(self.rng.integers(2**62)))
-        self.total_steps = 0
-        self.total_time = 0.0
-        self.last_steps_per_second = float("nan")
         _connect(self._ray, ray_address, workers)
         bounds = np.linspace(0, num_tasks, min(workers, num_tasks) + 1).round().astype(int)
         self._slices = [(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
@@ -262,35 +244,13 @@ class RaySampler:
             self.vector_kwargs,
         )
 
-    def resized(self, num_tasks: int, episodes_per_task: int, seed: int) -> RaySampler:
-        """A new sampler (with its own actors) for the same env with other sizes and seed."""
-        return RaySampler(
-            self._spec_id,
-            num_tasks,
-            episodes_per_task,
-            horizon=self.horizon,
-            vectorization_mode=self.vectorization_mode,
-            device=self.device,
-            seed=seed,
-            env_kwargs=self.env_kwargs,
-            vector_kwargs=self.vector_kwargs,
-            normalize_actions=self.normalize_actions,
-            workers=self.workers,
-            ray_address=self.ray_address,
-            imports=self.imports,
-        )
-
-    def state_dict(self) -> dict:
-        """RNG states and counters, in the local sampler's format."""
-        return sampler_state(self)
-
-    def load_state_dict(self, state: Mapping) -> None:
-        """Restore :meth:`state_dict` (see :func:`metarl.slots.load_sampler_state`)."""
-        load_sampler_state(self, state)
-
-    def sample_tasks(self, n: int, rng: np.random.Generator, split: str = "train") -> list[Task]:
-        """Draw ``n`` tasks of ``split`` from the env's distribution, using only ``rng``."""
-        return draw_tasks(self.task_env.unwrapped, n, rng, split)
+    def _options(self) -> dict:
+        return {
+            **super()._options(),
+            "workers": self.workers,
+            "ray_address": self.ray_address,
+            "imports": self.imports,
+        }
 
     def sample(
         self,
@@ -311,8 +271,7 @@ class RaySampler:
         Raises:
             ray.exceptions.RayActorError: when a slice's actor dies ``_RETRIES`` times running.
         """
-        if len(tasks) != self.num_tasks:
-            raise ValueError(f"this sampler runs {self.num_tasks} tasks per call, got {len(tasks)}")
+        self._check_tasks(tasks)
         ray = self._ray
         start_time = time.perf_counter()
         draws = draw_randomness(self, policy)
@@ -354,4 +313,4 @@ class RaySampler:
         for actor in self._actors:
             self._ray.kill(actor, no_restart=True)
         self._actors = []
-        self.task_env.close()
+        super().close()
