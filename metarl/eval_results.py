@@ -101,8 +101,10 @@ class AdaptationResult:
     def table(self) -> str:
         """The rows as a small text table, then one line per family where tasks have one."""
         success = self.per_task_successes is not None
-        lines = ["  step   mean return   95% CI   " + ("   success   95% CI" if success else "")]
-        lines[0] += "   lr"
+        header = f"  {'step':>4}   {'mean return':>11}   {'95% CI':<9}"
+        if success:
+            header += f"   {'success':>7}   {'95% CI':<7}"
+        lines = [header + " lr"]  # the same widths as the rows below
         for row in self.rows():
             k = row["step"]
             lr = "" if k == 0 else _describe(self.lrs[k - 1])

@@ -2,7 +2,10 @@
 
 import os
 import signal
+import subprocess
 import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -16,6 +19,7 @@ from metarl.samplers import MultiTaskSampler, make_sampler
 ray = pytest.importorskip("ray")
 
 TRAIN = load_script("train")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -61,9 +65,9 @@ except ImportError:
     [
         ("metarl/Particles2D-v0", 20),
         ("metarl/HalfCheetahDir-v0", 8),
-        # tasks of three families, success flags, and no worker processes inside the actors
+        # success flags, and no worker processes inside the actors
         pytest.param(
-            "metarl/ML10-v0",
+            "metarl/ML1-reach-v0",
             6,
             marks=pytest.mark.skipif(metaworld is None, reason="Meta-World is optional"),
         ),
@@ -94,6 +98,91 @@ def test_a_killed_actor_is_replaced_and_its_slice_rerun():
         assert_same(local.sample(policy, tasks), remote.sample(policy, tasks))
     finally:
         remote.close()
+
+
+SLOW_ENV = (
+    "import time\n"
+    "import gymnasium\n"
+    "from envs.particles import Particles2DEnv\n\n"
+    "class SlowParticles(Particles2DEnv):\n"
+    "    def step(self, action):\n"
+    "        time.sleep(0.02)\n"
+    "        return super().step(action)\n\n"
+    "gymnasium.register(id='mine/SlowParticles-v0', "
+    "entry_point='slow_ray_envs:SlowParticles', max_episode_steps=60)\n"
+)
+
+
+def test_an_actor_killed_mid_call_is_replaced_and_the_call_completes(tmp_path, monkeypatch):
+    # each call takes 60 steps x 20 ms: the kill lands while the actors are stepping
+    (tmp_path / "slow_ray_envs.py").write_text(SLOW_ENV)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    env_id = "slow_ray_envs:mine/SlowParticles-v0"
+    local = MultiTaskSampler(env_id, 2, 1, seed=3)
+    remote = make_sampler("ray", env_id, 2, 1, seed=3, workers=2)
+    try:
+        policy = make_policy(local.observation_space, local.action_space, (8,))
+        tasks = local.sample_tasks(2, np.random.default_rng(0))
+        pid = remote.actor_pids()[1]
+        result = {}
+        call = threading.Thread(target=lambda: result.update(eps=remote.sample(policy, tasks)))
+        call.start()
+        time.sleep(0.6)
+        assert call.is_alive(), "the call ended before the kill: make the env slower"
+        os.kill(pid, signal.SIGKILL)
+        call.join(timeout=120)
+        assert_same(local.sample(policy, tasks), result["eps"])
+        assert pid not in remote.actor_pids()
+    finally:
+        remote.close()
+        sys.modules.pop("slow_ray_envs", None)
+
+
+def descendants(pid: int) -> set[int]:
+    """The process ids under ``pid`` (children, their children, ...)."""
+    ps = subprocess.run(["ps", "-eo", "pid=,ppid="], capture_output=True, text=True).stdout
+    children: dict[int, list[int]] = {}
+    for line in ps.splitlines():
+        child, parent = map(int, line.split())
+        children.setdefault(parent, []).append(child)
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True)
+    return not state.stdout.strip().startswith("Z")
+
+
+def test_ctrl_c_saves_the_run_and_shuts_its_actors_down(tmp_path):
+    cmd = [sys.executable, "scripts/train.py", "--sampler", "ray", "--workers", "2"]
+    cmd += ["--iterations", "300", "--meta-batch-size", "2", "--episodes-per-task", "2"]
+    cmd += ["--horizon", "10", "--eval-tasks", "0", "--out", str(tmp_path)]
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    for line in proc.stdout:
+        if line.startswith("iter    1/"):
+            break
+    ray_processes = descendants(proc.pid)  # its Ray: GCS, raylet, the actors' workers
+    assert len(ray_processes) >= 3
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "interrupted: saved" in err, err
+    (run_dir,) = tmp_path.iterdir()
+    assert (run_dir / "checkpoints" / "last.pt").exists()
+    deadline = time.time() + 30
+    while any(alive(p) for p in ray_processes) and time.time() < deadline:
+        time.sleep(0.5)
+    assert not [p for p in ray_processes if alive(p)]
 
 
 def test_user_env_from_a_module_on_the_learners_path(tmp_path, monkeypatch):
