@@ -153,7 +153,7 @@ def sampler_runner(config: BenchConfig, env_id: str, mode: str, stack: ExitStack
                 env_id,
                 T,
                 E,
-                config.horizon,
+                horizon=config.horizon,
                 vectorization_mode=mode,
                 seed=config.seed,
                 vector_kwargs={"num_threads": config.mujoco_threads} if batched else None,

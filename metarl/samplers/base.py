@@ -51,6 +51,7 @@ class SamplerBase:
         env_id: str,
         num_tasks: int,
         episodes_per_task: int,
+        *,
         horizon: int | None = None,
         vectorization_mode: str | None = None,
         device: torch.device | str = "cpu",

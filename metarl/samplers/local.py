@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -40,23 +41,14 @@ class MultiTaskSampler(SamplerBase):
         env_id: a registered task env id (``import envs`` registers the bundled ones).
         num_tasks: tasks per call (``T``).
         episodes_per_task: episodes per task (``E``); the vector env holds ``T * E`` envs.
-        horizon: steps per episode; defaults to the env's ``max_episode_steps``.
-        vectorization_mode: ``None`` (the env's batched implementation when it has one, else
-            ``"sync"``), ``"vector_entry_point"``, ``"sync"`` or ``"async"``.
-        device: where the policy runs; observations cross to it once per step.
-        seed: seeds the env resets and the action noise.
-        env_kwargs: keyword arguments for the env.
-        vector_kwargs: keyword arguments for the vector env only (e.g. a batched MuJoCo env's
-            ``num_threads``).
         sampling_threads: torch CPU threads while stepping (``None``: leave as is). One by
             default: the per-step policy call is small, and torch's spinning OpenMP threads would
             take the cores from the env's own (e.g. MuJoCo's) worker threads, which costs up to
             5x on a 2-core machine.
-        normalize_actions: the policy acts in ``[-1, 1]``, mapped onto the action space's
-            bounds (see :func:`env_actions`); actions are clipped to the space either way.
-
-    Raises:
-        ValueError: for non-positive sizes or a missing horizon.
+        **options: ``horizon``, ``vectorization_mode`` (``None``: the env's batched
+            implementation when it has one, else ``"sync"``), ``device``, ``seed``,
+            ``env_kwargs``, ``vector_kwargs`` (e.g. a batched MuJoCo env's ``num_threads``) and
+            ``normalize_actions``, as :class:`~metarl.samplers.base.SamplerBase` takes them.
     """
 
     def __init__(
@@ -64,32 +56,16 @@ class MultiTaskSampler(SamplerBase):
         env_id: str,
         num_tasks: int,
         episodes_per_task: int,
-        horizon: int | None = None,
-        vectorization_mode: str | None = None,
-        device: torch.device | str = "cpu",
-        seed: int = 0,
-        env_kwargs: Mapping | None = None,
-        vector_kwargs: Mapping | None = None,
+        *,
         sampling_threads: int | None = 1,
-        normalize_actions: bool = False,
+        **options: Any,
     ) -> None:
-        super().__init__(
-            env_id,
-            num_tasks,
-            episodes_per_task,
-            horizon,
-            vectorization_mode,
-            device,
-            seed,
-            env_kwargs,
-            vector_kwargs,
-            normalize_actions,
-        )
+        super().__init__(env_id, num_tasks, episodes_per_task, **options)
         self.sampling_threads = sampling_threads
         self.vec = make_task_vec(
             self.env_id,
             num_tasks * episodes_per_task,
-            vectorization_mode,
+            self.vectorization_mode,
             vector_kwargs=self.vector_kwargs,
             **self.env_kwargs,
         )

@@ -167,17 +167,12 @@ class RaySampler(SamplerBase):
         env_id: a registered task env id, or ``module:EnvId``.
         num_tasks: tasks per call (``T``).
         episodes_per_task: episodes per task (``E``).
-        horizon: steps per episode; defaults to the env's ``max_episode_steps``.
-        vectorization_mode: each actor's vector env, as for the local sampler.
-        device: where the policy runs on the learner and the episodes are returned.
-        seed: seeds the env resets and the action noise (as the local sampler).
-        env_kwargs: keyword arguments for the env.
-        vector_kwargs: keyword arguments for each actor's vector env.
-        normalize_actions: see :func:`metarl.episodes.env_actions`.
         workers: Ray actors (at most ``num_tasks`` are used).
         ray_address: ``None`` starts Ray on this machine with ``workers`` CPUs; ``"auto"`` or
             ``HOST:PORT`` joins a running cluster.
         imports: modules every actor imports before making the env (``--imports``).
+        **options: as :class:`~metarl.samplers.base.SamplerBase` (``vector_kwargs`` go to each
+            actor's vector env; ``device`` is the learner's: actors act on CPU).
 
     Raises:
         ImportError: when Ray is not installed.
@@ -190,33 +185,17 @@ class RaySampler(SamplerBase):
         env_id: str,
         num_tasks: int,
         episodes_per_task: int,
-        horizon: int | None = None,
-        vectorization_mode: str | None = None,
-        device: torch.device | str = "cpu",
-        seed: int = 0,
-        env_kwargs: Mapping | None = None,
-        vector_kwargs: Mapping | None = None,
-        normalize_actions: bool = False,
+        *,
         workers: int = 2,
         ray_address: str | None = None,
         imports: Sequence[str] = (),
+        **options: Any,
     ) -> None:
         positive(workers=workers)
         self._ray = import_ray()
         for module in imports:
             importlib.import_module(module)
-        super().__init__(
-            env_id,
-            num_tasks,
-            episodes_per_task,
-            horizon,
-            vectorization_mode,
-            device,
-            seed,
-            env_kwargs,
-            vector_kwargs,
-            normalize_actions,
-        )
+        super().__init__(env_id, num_tasks, episodes_per_task, **options)
         self.imports = tuple(imports)
         self.workers = workers
         self.ray_address = ray_address
