@@ -81,6 +81,18 @@ def test_check_env_and_contract(env_id):
     env.close()
 
 
+def test_ml10_and_ml45_families_hold_out_five_families():
+    # ML45's goal sets take 30 s to build, so its families are checked without them
+    for bench, train in (("ML10", 10), ("ML45", 45)):
+        families = mw.benchmark_families(bench)
+        assert len(families["train"]) == train and len(families["test"]) == 5
+        assert not set(families["train"]) & set(families["test"])
+    with pytest.raises(ValueError, match="the families are"):
+        mw.benchmark_families("ML1", "reach-v9")
+    with pytest.raises(ValueError, match="choose one of"):
+        mw.benchmark_families("ML20")
+
+
 def test_ml1_splits_are_metaworlds_train_and_test_goals():
     env = make_task_env(ML1).unwrapped
     upstream = metaworld.ML1("reach-v3", seed=0)
