@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import multiprocessing as mp
 import os
+import signal
 import traceback
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -102,10 +103,16 @@ class SlotEnvs:
 
 
 def _worker(conn: Any, n: int, max_idle: int | None) -> None:
-    """A worker process: serves :class:`SlotEnvs` calls until ``close``."""
+    """A worker process: serves :class:`SlotEnvs` calls until ``close`` or the learner's end."""
+    # Ctrl-C reaches the whole process group: the learner saves and closes the workers itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     slots = SlotEnvs(n, max_idle)
     while True:
-        command, args = conn.recv()
+        try:
+            command, args = conn.recv()
+        except (EOFError, OSError):  # the learner is gone
+            slots.close()
+            return
         try:
             result = getattr(slots, command)(*args) if command != "built" else slots.built
         except Exception:  # the learner re-raises it with the worker's traceback

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import inspect
+import os
 import pickle
+import signal
+import subprocess
 import sys
 
 import mujoco
@@ -224,3 +227,20 @@ def test_a_worker_error_reaches_the_learner_with_its_traceback():
     with pytest.raises(RuntimeError, match="Meta-World worker failed"):
         vec.step(np.zeros((2, 3), dtype=np.float32))  # Meta-World wants 4 action values
     vec.close()
+
+
+def test_ctrl_c_on_the_process_group_saves_without_worker_tracebacks(tmp_path):
+    # a terminal's Ctrl-C reaches the workers too; only the learner may act on it
+    cmd = [sys.executable, "scripts/train.py", "--env", ML1, "--iterations", "50"]
+    cmd += ["--meta-batch-size", "2", "--episodes-per-task", "2", "--horizon", "20"]
+    cmd += ["--eval-tasks", "0", "--threads", "1", "--out", str(tmp_path)]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    pipes = dict(stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, cwd=root, start_new_session=True, **pipes)
+    for line in proc.stdout:
+        if line.startswith("iter    1/"):
+            break
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "interrupted: saved" in err, err
+    assert "Traceback" not in err, err
