@@ -15,6 +15,7 @@ interval over tasks, and likewise each task's success rate where the env reports
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -38,6 +39,7 @@ from metarl.tasks import Task, task_splits
 __all__ = [
     "HELD_OUT_SAMPLER_SEED_OFFSET",
     "AdaptationResult",
+    "HeldOut",
     "adaptation_lrs",
     "confidence_interval",
     "evaluate_adaptation",
@@ -130,6 +132,44 @@ def held_out_tasks(sampler: Any, num_tasks: int, seed: int) -> list[Task]:
     if "test" in task_splits(sampler):
         return sampler.sample_tasks(num_tasks, held_out_rng(seed), split="test")
     return sampler.sample_tasks(num_tasks, held_out_rng(seed))
+
+
+class HeldOut:
+    """A run's held-out tasks and their sampler, made on first use and reused.
+
+    Every :meth:`fresh` starts the sampler from the same RNG state, so each evaluation sees what a
+    newly made held-out sampler (and ``evaluate.py`` with the run's seed) would: the same tasks,
+    env resets and action noise. Reuse spares rebuilding the envs (and a Ray sampler's actors).
+
+    Args:
+        sampler: the training sampler (its env and options; resized to these sizes).
+        num_tasks: held-out tasks.
+        episodes_per_task: episodes per task and adaptation step.
+        seed: the run's seed (:func:`held_out_tasks`, :func:`held_out_sampler_seed`).
+    """
+
+    def __init__(self, sampler: Any, num_tasks: int, episodes_per_task: int, seed: int) -> None:
+        self._make = lambda: (
+            held_out_tasks(sampler, num_tasks, seed),
+            held_out_sampler(sampler, num_tasks, episodes_per_task, seed),
+        )
+        self.tasks: list[Task] = []
+        self.sampler: Any = None
+        self._start: dict = {}
+
+    def fresh(self) -> tuple[list[Task], Any]:
+        """The tasks, and the sampler at its starting state."""
+        if self.sampler is None:
+            self.tasks, self.sampler = self._make()
+            self._start = copy.deepcopy(self.sampler.state_dict())
+        self.sampler.load_state_dict(self._start)
+        return self.tasks, self.sampler
+
+    def close(self) -> None:
+        """Close the sampler (a later :meth:`fresh` makes a new one)."""
+        if self.sampler is not None:
+            self.sampler.close()
+            self.sampler = None
 
 
 def adaptation_lrs(lr: Any, steps: int, later_scale: float = 0.5) -> list[Any]:

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from metarl.checkpoint import CheckpointError
-from metarl.evaluation import held_out_sampler, held_out_tasks, ray_options
+from metarl.evaluation import HeldOut, ray_options
 from metarl.records import Rejection
 from metarl.runlog import RunDir
 from metarl.samplers import Sampler, make_sampler
@@ -229,7 +229,11 @@ def train(cfg: TrainConfig, agent_config: Any, make_agent: AgentFactory) -> Outc
         except (ValueError, TypeError) as err:  # hyperparameters, unsupported spaces
             raise SetupError(str(err)) from err
         run, start, task_rng = _open_run(cfg, agent_config, agent)
-        return _loop(cfg, agent, sampler, run, start, task_rng, share)
+        held_out = HeldOut(sampler, cfg.eval_tasks, cfg.eval_episodes, cfg.seed)
+        try:
+            return _loop(cfg, agent, sampler, run, start, task_rng, share, held_out)
+        finally:
+            held_out.close()
     finally:
         sampler.close()
 
@@ -265,6 +269,7 @@ def _loop(
     start: int,
     task_rng: np.random.Generator,
     share: CpuShare | None,
+    held_out: HeldOut,
 ) -> Outcome:
     config = run.config()
 
@@ -308,7 +313,7 @@ def _loop(
                 run.save(done, last_good, score=metrics.return_after)
             if cfg.eval_every and cfg.eval_tasks and done % cfg.eval_every == 0:
                 if done < cfg.iterations:
-                    evaluate_held_out(agent, sampler, cfg, run, done, share)
+                    evaluate_held_out(agent, sampler, cfg, run, done, share, held_out)
     except (KeyboardInterrupt, _Stop):
         path = run.save(last_good["iteration"], last_good)
         print(
@@ -321,7 +326,7 @@ def _loop(
     finally:
         signal.signal(signal.SIGTERM, previous)
     if cfg.eval_tasks > 0:
-        evaluate_held_out(agent, sampler, cfg, run, cfg.iterations, share)
+        evaluate_held_out(agent, sampler, cfg, run, cfg.iterations, share, held_out)
     return Outcome.FINISHED
 
 
@@ -345,24 +350,29 @@ def evaluate_held_out(
     run: RunDir,
     iteration: int,
     share: CpuShare | None = None,
+    held_out: HeldOut | None = None,
 ) -> dict:
     """Adapt on the held-out tasks of :func:`metarl.evaluation.held_out_tasks`.
 
     The result goes to ``eval_history.jsonl`` (one row per evaluation) and, after the last
-    iteration, to ``eval.json``.
+    iteration, to ``eval.json``. ``held_out`` keeps the held-out sampler between evaluations
+    (one is made and closed here when it is None).
     """
     if share:
         share.update()
-    tasks = held_out_tasks(sampler, cfg.eval_tasks, cfg.seed)
+    own = held_out is None
+    if own:
+        held_out = HeldOut(sampler, cfg.eval_tasks, cfg.eval_episodes, cfg.seed)
+    tasks, eval_sampler = held_out.fresh()
     save_tasks(str(run.path / "test_tasks.json"), tasks)
-    eval_sampler = held_out_sampler(sampler, cfg.eval_tasks, cfg.eval_episodes, cfg.seed)
     started = time.perf_counter()
     try:
         result = agent.evaluate(
             eval_sampler, tasks, cfg.eval_adapt_steps, cfg.eval_lr, cfg.eval_later_lr_scale
         )
     finally:
-        eval_sampler.close()
+        if own:
+            held_out.close()
     print(
         f"\nheld-out evaluation after {iteration} iterations: "
         f"{cfg.eval_tasks} tasks x {cfg.eval_episodes} episodes\n{result.table()}"

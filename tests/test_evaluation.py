@@ -163,3 +163,26 @@ def test_a_bad_tasks_file_is_one_line_naming_the_file(tmp_path, content, message
     proc = run_script("evaluate", str(run_dir), "--tasks-file", str(bad), "--adapt-steps", "0")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert f"--tasks-file {bad}" in proc.stderr and message in proc.stderr
+
+
+def test_the_held_out_sampler_is_reused_from_the_same_start():
+    """Every evaluation of a run sees what a freshly made held-out sampler would."""
+    from metarl.evaluation import HeldOut, held_out_sampler, held_out_tasks
+    from metarl.policies import make_policy
+
+    sampler = MultiTaskSampler("metarl/HalfCheetahDir-v0", 2, 2, horizon=6, seed=1)
+    policy = make_policy(sampler.observation_space, sampler.action_space, (8,))
+    held_out = HeldOut(sampler, 3, 2, seed=4)
+    tasks, first = held_out.fresh()
+    a = first.sample(policy, tasks)
+    tasks_again, second = held_out.fresh()
+    b = second.sample(policy, tasks_again)
+    new = held_out_sampler(sampler, 3, 2, seed=4)
+    c = new.sample(policy, held_out_tasks(sampler, 3, seed=4))
+    assert second is first and tasks_again == tasks
+    for name in a.tensor_fields():
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
+        assert torch.equal(getattr(a, name), getattr(c, name)), name
+    held_out.close()
+    new.close()
+    sampler.close()
