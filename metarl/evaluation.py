@@ -16,6 +16,7 @@ interval over tasks, and likewise each task's success rate where the env reports
 from __future__ import annotations
 
 import copy
+import importlib
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -77,7 +78,8 @@ def held_out_sampler(sampler: Any, num_tasks: int, episodes_per_task: int, seed:
 def run_sampler(
     train: dict[str, Any], num_tasks: int, episodes_per_task: int, seed: int, device: Any = "cpu"
 ) -> Any:
-    """A held-out sampler for a saved run: its env, sampler kind, horizon and action scaling.
+    """A held-out sampler for a saved run: its env (after its ``imports``), sampler kind, horizon
+    and action scaling.
 
     Args:
         train: the ``"train"`` part of the run's ``config.json``.
@@ -86,6 +88,8 @@ def run_sampler(
         seed: the evaluation's seed (the sampler gets :func:`held_out_sampler_seed` of it).
         device: where the policy runs.
     """
+    for module in train.get("imports") or ():  # modules that register the run's own envs
+        importlib.import_module(module)
     return make_sampler(
         train.get("sampler", "local"),
         train["env"],

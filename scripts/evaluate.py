@@ -3,17 +3,16 @@
     python scripts/evaluate.py runs/<run-folder>
     python scripts/evaluate.py runs/<run-folder> --checkpoint best --tasks 40 --adapt-steps 3
 
-Held-out tasks come from a seed stream distinct from training (or from ``--tasks-file``, e.g. the
-``tasks.json`` of another evaluation, so several runs or learners face the same tasks). Results go
-to ``RUN/eval/<checkpoint>-seed<seed>/``: ``results.json``, ``results.csv``, ``tasks.json`` and
-``returns.png`` (with matplotlib installed: ``pip install -e ".[viz]"``).
+Held-out tasks are the run's (the env's test split, or a seed stream distinct from training), or
+those of ``--tasks-file`` (e.g. another evaluation's ``tasks.json``). Results go to
+``RUN/eval/<checkpoint>-seed<seed>/``: ``results.json``, ``results.csv``, ``tasks.json`` and
+``returns.png`` (with matplotlib: ``pip install -e ".[viz]"``).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
 import sys
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from metarl.evaluation import (
     write_results,
 )
 from metarl.runlog import RunDir, RunDirError
+from metarl.samplers import SamplerChoice
 from metarl.tasks import load_tasks
 from metarl.threads import CpuShare
 from metarl.training import resolve_device
@@ -43,12 +43,9 @@ class EvalConfig:
         tasks: number of held-out tasks.
         tasks_file: a JSON task file to evaluate on instead of drawing tasks.
         adapt_steps: adaptation steps K (returns are reported for steps 0..K).
-        episodes: episodes per task for each step (default: the run's own ``eval_episodes``,
-            the count its training-time evaluation used).
-        lr: learning rate of the first step (the run's inner lr when None; Meta-SGD runs use
-            their learned rates).
-        later_lr_scale: the learning rate of steps 2..K is the first step's times this (the
-            MAML paper's protocol: 0.5), whether the first comes from --lr or from the run.
+        episodes: episodes per task for each step (default: the run's own ``eval_episodes``).
+        lr: the first step's learning rate (default: the run's inner lr, or Meta-SGD's rates).
+        later_lr_scale: steps 2..K use the first step's rate times this (MAML paper: 0.5).
         seed: seed of the held-out task draw, env resets and action noise.
         device: cpu, cuda or auto.
         video: record this many episodes of the adapted policy on the first tasks (GIF files).
@@ -68,23 +65,24 @@ class EvalConfig:
     out: str | None = None
 
 
-def parse_args(argv: list[str] | None) -> tuple[str, EvalConfig]:
+def parse_args(argv: list[str] | None) -> tuple[str, EvalConfig, SamplerChoice]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run", help="a run folder made by scripts/train.py")
     add_dataclass_arguments(parser, EvalConfig, "evaluation")
+    add_dataclass_arguments(parser, SamplerChoice, "sampling (default: as the run sampled)")
     args = parser.parse_args(argv)
-    cfg = dataclass_from_args(EvalConfig, args)
-    if cfg.tasks < 1 or (cfg.episodes is not None and cfg.episodes < 1):
-        parser.error("--tasks and --episodes must be >= 1")
+    cfg, where = dataclass_from_args(EvalConfig, args), dataclass_from_args(SamplerChoice, args)
+    if min(cfg.tasks, cfg.episodes or 1, where.workers or 1) < 1:
+        parser.error("--tasks, --episodes and --workers must be >= 1")
     if cfg.adapt_steps < 0 or cfg.video < 0:
         parser.error("--adapt-steps and --video must be >= 0")
     if (cfg.lr is not None and not cfg.lr > 0) or not cfg.later_lr_scale > 0:
         parser.error("--lr and --later-lr-scale must be positive")
-    return args.run, cfg
+    return args.run, cfg, where
 
 
 def main(argv: list[str] | None = None) -> int:
-    folder, cfg = parse_args(argv)
+    folder, cfg, where = parse_args(argv)
     share = CpuShare()
     try:
         run = RunDir.open(folder)
@@ -93,15 +91,16 @@ def main(argv: list[str] | None = None) -> int:
     except (RunDirError, CheckpointError, ValueError) as err:
         raise _error(f"error: {err}") from err
     saved = run.config()
-    train = saved["train"]
-    for module in train.get("imports") or ():
-        importlib.import_module(module)
+    train = where.apply(saved["train"])  # this machine may not be the run's
     try:
         tasks = load_tasks(cfg.tasks_file) if cfg.tasks_file else None
     except (OSError, ValueError) as err:
         raise _bad_tasks_file(cfg.tasks_file, err) from err
     episodes = cfg.episodes or train.get("eval_episodes", 20)
-    sampler = run_sampler(train, len(tasks) if tasks else cfg.tasks, episodes, cfg.seed, device)
+    try:
+        sampler = run_sampler(train, len(tasks) if tasks else cfg.tasks, episodes, cfg.seed, device)
+    except (ImportError, ConnectionError, ValueError) as err:  # Ray missing or unreachable
+        raise _error(f"error: {err}") from err
     try:
         try:
             for task in tasks or ():  # the env's own validation: keys, shapes, ranges
@@ -141,8 +140,10 @@ def _error(message: str) -> SystemExit:
 
 
 def _bad_tasks_file(path: str, err: Exception) -> SystemExit:
-    hint = "Pass a tasks.json written by scripts/evaluate.py (or a run's test_tasks.json)"
-    return _error(f"error: --tasks-file {path}: {err}. {hint} for this env")
+    hint = (
+        "Pass a tasks.json written by scripts/evaluate.py (or a run's test_tasks.json) for this env"
+    )
+    return _error(f"error: --tasks-file {path}: {err}. {hint}")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The Ray sampler: the local sampler's episodes, bit for bit, from actors that may die."""
 
+import json
 import os
 import signal
 import subprocess
@@ -239,3 +240,22 @@ def test_train_script_with_the_ray_sampler(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert "iter    2/2" in proc.stdout
+
+
+def test_evaluate_a_local_run_on_ray_gives_the_local_figures(tmp_path):
+    proc = run_script(
+        "train",
+        *("--iterations", "1", "--meta-batch-size", "2", "--episodes-per-task", "2"),
+        *("--horizon", "10", "--eval-tasks", "0", "--threads", "1", "--out", str(tmp_path)),
+    )
+    assert proc.returncode == 0, proc.stderr
+    (run_dir,) = tmp_path.iterdir()
+    evaluate = load_script("evaluate")
+    common = [str(run_dir), "--tasks", "3", "--episodes", "2", "--adapt-steps", "1"]
+    assert evaluate.main([*common, "--out", str(tmp_path / "local")]) == 0
+    on_ray = ["--sampler", "ray", "--workers", "2", "--out", str(tmp_path / "ray")]
+    assert evaluate.main([*common, *on_ray]) == 0
+    local, remote = (
+        json.loads((tmp_path / name / "results.json").read_text()) for name in ("local", "ray")
+    )
+    assert local["per_task_returns"] == remote["per_task_returns"]

@@ -10,6 +10,7 @@ registers itself in :data:`SAMPLERS` under its own name and is chosen with ``--s
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -23,7 +24,7 @@ from metarl.policies import Policy
 from metarl.samplers.local import MultiTaskSampler
 from metarl.tasks import Task
 
-__all__ = ["SAMPLERS", "MultiTaskSampler", "Sampler", "make_sampler"]
+__all__ = ["SAMPLERS", "MultiTaskSampler", "Sampler", "SamplerChoice", "make_sampler"]
 
 
 @runtime_checkable
@@ -85,6 +86,26 @@ class Sampler(Protocol):
     def close(self) -> None:
         """Release the envs (and any workers)."""
         ...
+
+
+@dataclasses.dataclass
+class SamplerChoice:
+    """Where episodes are sampled, to override a saved run's choice (``evaluate.py``).
+
+    Attributes:
+        sampler: local or ray.
+        workers: Ray actors (--sampler ray).
+        ray_address: Ray cluster to join: auto or HEAD_IP:6379 (--sampler ray).
+    """
+
+    sampler: str | None = None
+    workers: int | None = None
+    ray_address: str | None = None
+
+    def apply(self, train: Mapping[str, Any]) -> dict[str, Any]:
+        """A run's train config with the fields given here in place of its own."""
+        given = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        return {**train, **given}
 
 
 def _ray_sampler(env_id: str, num_tasks: int, episodes_per_task: int, **kwargs: Any) -> Sampler:
