@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing as mp
-import os
 import signal
 import traceback
 from collections import OrderedDict
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from envs.metaworld import HORIZON, MetaWorldEnv, apply_task, make_family_env
+from metarl.threads import usable_cores
 from metarl.vector import BatchedTaskVectorEnv
 
 __all__ = ["MetaWorldVectorEnv", "SlotEnvs"]
@@ -148,7 +148,7 @@ class MetaWorldVectorEnv(BatchedTaskVectorEnv):
     ) -> None:
         single = MetaWorldEnv(benchmark, family, benchmark_seed)
         if workers is None:
-            workers = min(len(os.sched_getaffinity(0)), num_envs)
+            workers = min(usable_cores(), num_envs)
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
             raise ValueError(f"workers must be an integer >= 0, got {workers!r}")
         workers = min(workers, num_envs)

@@ -35,7 +35,7 @@ from metarl.eval_results import (
     write_results,
 )
 from metarl.samplers import make_sampler
-from metarl.tasks import Task, task_splits
+from metarl.tasks import Task, draw_tasks, task_splits
 
 __all__ = [
     "HELD_OUT_SAMPLER_SEED_OFFSET",
@@ -133,9 +133,8 @@ def held_out_tasks(sampler: Any, num_tasks: int, seed: int) -> list[Task]:
         num_tasks: how many tasks.
         seed: the run's (or the evaluation's) seed.
     """
-    if "test" in task_splits(sampler):
-        return sampler.sample_tasks(num_tasks, held_out_rng(seed), split="test")
-    return sampler.sample_tasks(num_tasks, held_out_rng(seed))
+    split = "test" if "test" in task_splits(sampler) else "train"
+    return draw_tasks(sampler, num_tasks, held_out_rng(seed), split)
 
 
 class HeldOut:

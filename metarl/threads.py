@@ -30,7 +30,15 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["CpuShare", "CpuSnapshot", "fair_threads"]
+__all__ = ["CpuShare", "CpuSnapshot", "fair_threads", "usable_cores"]
+
+
+def usable_cores() -> int:
+    """The CPUs this process may run on (its affinity set where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
 
 # Jiffies per second of /proc/stat's counters (USER_HZ; 100 on every Linux ABI in use).
 _USER_HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -113,7 +121,7 @@ class CpuShare:
         self, max_threads: int | None = None, min_interval: float = 0.3, first_interval: float = 0.3
     ) -> None:
         self.cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
-        self.cores = len(self.cpus) if self.cpus else (os.cpu_count() or 1)
+        self.cores = usable_cores()
         if max_threads is None:
             max_threads = torch.get_num_threads()
         if isinstance(max_threads, bool) or not isinstance(max_threads, int) or max_threads < 1:

@@ -7,6 +7,7 @@ and ``close``.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -14,10 +15,15 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from metarl.samplers.slots import load_sampler_state, sampler_state
 from metarl.tasks import Task, draw_tasks, make_task_env, resolve_env_id
 
 __all__ = ["SamplerBase"]
+
+
+def _generator_device(state: torch.Tensor) -> str:
+    """Which device a ``torch.Generator`` state came from (CPU states are 5056 bytes)."""
+    cpu_size = torch.Generator().get_state().numel()
+    return "cpu" if state.numel() == cpu_size else "cuda"
 
 
 def positive(**values: Any) -> None:
@@ -109,13 +115,43 @@ class SamplerBase:
         if len(tasks) != self.num_tasks:
             raise ValueError(f"this sampler runs {self.num_tasks} tasks per call, got {len(tasks)}")
 
+    def _record_call(self, steps: int, elapsed: float) -> None:
+        """Add one call to ``total_steps``, ``total_time`` and ``last_steps_per_second``."""
+        self.total_steps += steps
+        self.total_time += elapsed
+        self.last_steps_per_second = steps / max(elapsed, 1e-9)
+
     def state_dict(self) -> dict:
-        """RNG states and counters (everything a resumed run needs to continue identically)."""
-        return sampler_state(self)
+        """RNG states and the step counter (all a resumed run needs to continue identically)."""
+        return {
+            "rng": self.rng.bit_generator.state,
+            "generator": self.generator.get_state(),
+            "total_steps": self.total_steps,
+        }
 
     def load_state_dict(self, state: Mapping) -> None:
-        """Restore :meth:`state_dict` (see :func:`metarl.samplers.slots.load_sampler_state`)."""
-        load_sampler_state(self, state)
+        """Restore :meth:`state_dict`.
+
+        A state saved on another device type (a CUDA run resumed on CPU, or the reverse) cannot
+        restore the action-noise generator, whose state format is per device: it is reseeded from
+        the restored ``rng`` instead (deterministic, but not the stream the run would have had),
+        with a warning.
+        """
+        self.rng.bit_generator.state = state["rng"]
+        saved_on = _generator_device(state["generator"])
+        if saved_on == self.device.type:
+            self.generator.set_state(state["generator"])
+        else:
+            warnings.warn(
+                f"this sampler state was saved with a {saved_on} policy and is loaded on "
+                f"{self.device.type}: the action noise is reseeded, so the run continues "
+                f"deterministically but not as it would have on {saved_on} (resume with "
+                f"--device {saved_on} to continue exactly)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            self.generator.manual_seed(int(self.rng.integers(2**62)))
+        self.total_steps = int(state["total_steps"])
 
     def close(self) -> None:
         """Close the single task env."""

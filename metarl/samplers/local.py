@@ -20,7 +20,7 @@ from torch import Tensor
 from metarl.episodes import Episodes
 from metarl.policies import Policy
 from metarl.samplers.base import SamplerBase
-from metarl.samplers.slots import draw_randomness, record_call, run_slots
+from metarl.samplers.slots import draw_randomness, run_slots
 from metarl.tasks import Task, make_task_vec
 
 __all__ = ["MultiTaskSampler"]
@@ -100,7 +100,7 @@ class MultiTaskSampler(SamplerBase):
             episodes = run_slots(
                 self.vec, policy, tasks, params, draws, self.device, self.normalize_actions
             )
-        record_call(self, episodes.num_steps, time.perf_counter() - start)
+        self._record_call(episodes.num_steps, time.perf_counter() - start)
         return episodes
 
     def close(self) -> None:

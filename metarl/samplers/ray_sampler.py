@@ -29,11 +29,7 @@ from torch import Tensor
 from metarl.episodes import Episodes
 from metarl.policies import Policy
 from metarl.samplers.base import SamplerBase, positive
-from metarl.samplers.slots import (
-    draw_randomness,
-    record_call,
-    run_slots,
-)
+from metarl.samplers.slots import draw_randomness, run_slots
 from metarl.tasks import Task, make_task_vec, resolve_env_id
 
 __all__ = ["RaySampler", "import_ray"]
@@ -280,7 +276,7 @@ class RaySampler(SamplerBase):
                     self._actors[i] = self._new_actor(i)
                     future = launch(i)
         episodes = dataclasses.replace(Episodes.concat(parts, self.device), tasks=list(tasks))
-        record_call(self, episodes.num_steps, time.perf_counter() - start_time)
+        self._record_call(episodes.num_steps, time.perf_counter() - start_time)
         return episodes
 
     def actor_pids(self) -> list[int]:

@@ -17,7 +17,6 @@ early, such as Particles2D and HalfCheetah, see the same one).
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -33,10 +32,7 @@ from metarl.tasks import Task
 __all__ = [
     "SampleDraws",
     "draw_randomness",
-    "load_sampler_state",
-    "record_call",
     "run_slots",
-    "sampler_state",
     "step_successes",
 ]
 
@@ -209,50 +205,3 @@ def step_successes(info: Mapping[str, Any], num_envs: int) -> np.ndarray | None:
     values = np.asarray(info["success"]).reshape(num_envs) != 0
     reported = np.asarray(info.get("_success", np.ones(num_envs, dtype=bool)), dtype=bool)
     return values & reported
-
-
-def record_call(sampler: Any, steps: int, elapsed: float) -> None:
-    """Add one call to a sampler's ``total_steps``, ``total_time`` and ``last_steps_per_second``."""
-    sampler.total_steps += steps
-    sampler.total_time += elapsed
-    sampler.last_steps_per_second = steps / max(elapsed, 1e-9)
-
-
-def _generator_device(state: Tensor) -> str:
-    """Which device a ``torch.Generator`` state came from (CPU states are 5056 bytes)."""
-    cpu_size = torch.Generator().get_state().numel()
-    return "cpu" if state.numel() == cpu_size else "cuda"
-
-
-def sampler_state(sampler: Any) -> dict:
-    """A sampler's RNG states and step counter (all a resumed run needs to continue exactly)."""
-    return {
-        "rng": sampler.rng.bit_generator.state,
-        "generator": sampler.generator.get_state(),
-        "total_steps": sampler.total_steps,
-    }
-
-
-def load_sampler_state(sampler: Any, state: Mapping) -> None:
-    """Restore :func:`sampler_state`.
-
-    A state saved on another device type (a CUDA run resumed on CPU, or the reverse) cannot
-    restore the action-noise generator, whose state format is per device: it is reseeded from
-    the restored ``rng`` instead (deterministic, but not the stream the run would have had),
-    with a warning.
-    """
-    sampler.rng.bit_generator.state = state["rng"]
-    saved_on = _generator_device(state["generator"])
-    if saved_on == sampler.device.type:
-        sampler.generator.set_state(state["generator"])
-    else:
-        warnings.warn(
-            f"this sampler state was saved with a {saved_on} policy and is loaded on "
-            f"{sampler.device.type}: the action noise is reseeded, so the run continues "
-            f"deterministically but not as it would have on {saved_on} (resume with "
-            f"--device {saved_on} to continue exactly)",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-        sampler.generator.manual_seed(int(sampler.rng.integers(2**62)))
-    sampler.total_steps = int(state["total_steps"])
