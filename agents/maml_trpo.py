@@ -7,10 +7,10 @@ One meta-iteration (Finn et al. 2017, section 5.3):
 2. sample episodes of every task with its adapted policy;
 3. outer step: the importance-sampled surrogate of the post-adaptation episodes through the
    adaptation graph; conjugate gradient on the Hessian of the mean KL between the adapted policies
-   before and after the step (Fisher-vector products on a subsample of the tasks, each adapted
-   exactly as for the gradient; rllab's TRPO subsamples its Fisher data too); a backtracking
-   line search accepts a step only if the surrogate improves and the
-   mean KL stays within ``max_kl``, and restores the parameters otherwise.
+   before and after the step (Fisher-vector products through the gradient's own adaptation graph,
+   every task and every inner episode; see :meth:`MAMLTRPO._fisher`); a backtracking line search
+   accepts a step only if the surrogate improves and the mean KL over all episodes stays within
+   ``max_kl``, and restores the parameters otherwise.
 
 References:
     Finn, Abbeel, Levine. "Model-Agnostic Meta-Learning for Fast Adaptation of Deep Networks."
@@ -31,10 +31,14 @@ from torch.distributions import kl_divergence
 from agents.base import AgentConfig, MetaAgent, require_positive, require_unit
 from metarl.episodes import Episodes
 from metarl.maml import Params, detach_params
-from metarl.records import InnerStep, Rejection, StepMetrics
+from metarl.records import Rejection, StepMetrics
 from metarl.returns import masked_task_mean
 from metarl.tasks import Task
-from metarl.trpo import conjugate_gradient, fisher_vector_product, line_search
+from metarl.trpo import (
+    conjugate_gradient_with_product,
+    fisher_vector_product_through,
+    line_search,
+)
 
 __all__ = ["MAMLTRPO", "MAMLTRPOConfig"]
 
@@ -49,11 +53,10 @@ class MAMLTRPOConfig(AgentConfig):
         cg_damping: damping added to the Fisher-vector products.
         line_search_steps: candidate step sizes tried.
         line_search_backtrack: shrink factor between candidates.
-        fisher_subsample: fraction of the tasks whose episodes give the Fisher-vector products
-            (1.0: all). The line search still checks the KL on every task and episode.
-        fisher_min_tasks: the Fisher uses at least this many tasks (all when there are fewer):
-            the curvature of one or two tasks can be near singular in the directions that
-            matter to the others, and no step along such a direction passes the line search.
+        fisher_episodes: fraction of each task's post-adaptation episodes on which the
+            Fisher-vector products evaluate the KL (at least one per task; 1.0: all). Every task
+            and every inner episode stays in the adaptation the products differentiate through;
+            the line search checks the KL on every episode.
         activation: hidden activation of the policy (ReLU, as rllab's and learn2learn's MAML).
     """
 
@@ -64,13 +67,12 @@ class MAMLTRPOConfig(AgentConfig):
     cg_damping: float = 1e-5
     line_search_steps: int = 15
     line_search_backtrack: float = 0.8
-    fisher_subsample: float = 0.2
-    fisher_min_tasks: int = 5
+    fisher_episodes: float = 0.25
 
     def validate(self) -> None:
         super().validate()
-        require_positive(self, "max_kl", "cg_iterations", "line_search_steps", "fisher_min_tasks")
-        require_unit(self, "fisher_subsample", "line_search_backtrack")
+        require_positive(self, "max_kl", "cg_iterations", "line_search_steps", "fisher_episodes")
+        require_unit(self, "fisher_episodes", "line_search_backtrack")
         if self.cg_damping < 0:
             raise ValueError(f"--cg-damping must be >= 0, got {self.cg_damping}")
 
@@ -110,7 +112,8 @@ class MAMLTRPO(MetaAgent):
         logp = self.log_probs(post, adapted)
         old_logp = logp.detach()
         loss = surrogate_loss(logp, old_logp, post_adv, post.mask)
-        grads = torch.autograd.grad(loss, theta)
+        # The adaptation graph is kept: the Fisher-vector products differentiate through it.
+        grads = torch.autograd.grad(loss, theta, retain_graph=True)
         grad = torch.cat([g.reshape(-1) for g in grads])
         old_params = detach_params(adapted)
         loss_before = loss.item()
@@ -120,9 +123,11 @@ class MAMLTRPO(MetaAgent):
             reason, frac, evals = Rejection.NON_FINITE, 0.0, 0
             kl_after, loss_after = 0.0, loss_before
         else:
-            fvp = self._fisher(steps, post, old_params)
-            direction = conjugate_gradient(fvp, -grad, cfg.cg_iterations)
-            shs = 0.5 * torch.dot(direction, fvp(direction))
+            fvp = self._fisher(adapted, post, old_params)
+            direction, fisher_direction = conjugate_gradient_with_product(
+                fvp, -grad, cfg.cg_iterations
+            )
+            shs = 0.5 * torch.dot(direction, fisher_direction)
             full_step = direction * torch.sqrt(cfg.max_kl / shs.clamp(min=1e-12))
 
             def evaluate() -> tuple[float, float]:
@@ -153,21 +158,31 @@ class MAMLTRPO(MetaAgent):
             line_search_evaluations=float(evals),
         )
 
-    def _fisher(self, steps: Sequence[InnerStep], post: Episodes, old: Mapping[str, Tensor]):
-        """Fisher-vector product of the adapted policies' KL, on a subsample of the tasks.
+    def _fisher(self, adapted: Params, post: Episodes, old: Mapping[str, Tensor]):
+        """Fisher-vector products of the adapted policies' mean KL, through the adaptation.
 
-        Each kept task is re-adapted on all its pre-adaptation episodes, so its curvature is taken
-        at exactly the adapted policy the gradient was taken at. (Subsampling episodes instead
-        would re-adapt on fewer episodes and move the adapted policy itself; keeping every task's
-        full adaptation graph costs about three times the whole outer step.)
+        ``adapted`` keeps the graph of the gradient's own adaptation, so the curvature is taken at
+        exactly the adapted policies the gradient was taken at, for every task.
+        :func:`~metarl.trpo.fisher_vector_product_through` forms ``J^T F J`` instead of
+        differentiating the KL's gradient through the adaptation once more (the same products,
+        without third derivatives of the inner loss), and ``F`` only needs the KL on the first
+        ``fisher_episodes`` of each task's post-adaptation episodes (episodes of a task are
+        exchangeable).
+
+        What this replaced, measured on HalfCheetahDir (40 tasks x 20 episodes, a checkpoint at
+        iteration 110): the first-order gain of the step at the KL bound was 0.026 with the
+        Fisher on all tasks, and 0.013 with the earlier default of 8 re-adapted tasks, i.e. half;
+        the KL on 2, 5 or 10 of 20 post episodes per task changed it by under 1%, while a
+        Jacobian from half the inner episodes lost a third.
         """
-        num = post.num_tasks
-        keep = max(round(num * self.config.fisher_subsample), self.config.fisher_min_tasks, 1)
-        if keep < num:
-            idx = sorted(self.rng.choice(num, keep, replace=False).tolist())
-            steps = [InnerStep(s.episodes.select_tasks(idx), s.targets[idx]) for s in steps]
-            post = post.select_tasks(idx)
-            old = {k: v[idx] for k, v in old.items()}
-        adapted = self.readapt(self.policy.params(), steps, create_graph=True)
-        kl = self._kl(detach_params(old), adapted, post)
-        return fisher_vector_product(kl, self.outer_parameters(), self.config.cg_damping)
+        keep = max(1, round(post.episodes_per_task * self.config.fisher_episodes))
+        obs, mask = post.observations[:, :keep], post.mask[:, :keep]
+        old = detach_params(old)
+
+        def kl(new: Mapping[str, Tensor]) -> Tensor:
+            divergence = kl_divergence(self.policy(obs, old), self.policy(obs, new))
+            return masked_task_mean(divergence, mask).mean()
+
+        return fisher_vector_product_through(
+            kl, adapted, self.outer_parameters(), self.config.cg_damping
+        )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -21,7 +21,9 @@ from metarl.records import Rejection
 __all__ = [
     "LineSearchResult",
     "conjugate_gradient",
+    "conjugate_gradient_with_product",
     "fisher_vector_product",
+    "fisher_vector_product_through",
     "line_search",
 ]
 
@@ -46,6 +48,20 @@ def conjugate_gradient(
     Returns:
         The approximate solution ``x``.
     """
+    return conjugate_gradient_with_product(matvec, b, iterations, residual_tol)[0]
+
+
+def conjugate_gradient_with_product(
+    matvec: Callable[[Tensor], Tensor],
+    b: Tensor,
+    iterations: int = 10,
+    residual_tol: float = 1e-10,
+) -> tuple[Tensor, Tensor]:
+    """:func:`conjugate_gradient`, also returning ``A x`` (as ``b`` minus the final residual).
+
+    TRPO scales its step by ``x^T A x``; this saves the extra product (a second-order pass) that
+    computing ``A x`` anew would cost.
+    """
     if b.dim() != 1:
         raise ValueError(f"conjugate_gradient needs a flat vector b, got shape {tuple(b.shape)}")
     if iterations < 1:
@@ -64,7 +80,7 @@ def conjugate_gradient(
         rr_new = torch.dot(r, r)
         p = r + (rr_new / rr) * p
         rr = rr_new
-    return x
+    return x, b - r
 
 
 def fisher_vector_product(
@@ -85,6 +101,66 @@ def fisher_vector_product(
     if kl.dim() != 0:
         raise ValueError(f"kl must be a scalar, got shape {tuple(kl.shape)}")
     return hessian_vector_product(kl, list(params), damping=damping)
+
+
+def fisher_vector_product_through(
+    kl: Callable[[dict[str, Tensor]], Tensor],
+    adapted: Mapping[str, Tensor],
+    params: Sequence[Tensor],
+    damping: float = 1e-5,
+) -> Callable[[Tensor], Tensor]:
+    """``v -> (J^T F J + damping * I) v``: adapted policies' Fisher, pulled back to ``params``.
+
+    ``adapted`` are tensors computed from ``params`` (MAML's adapted parameters, with their
+    adaptation graph), ``J`` their Jacobian and ``F`` the Hessian of ``kl`` with respect to them.
+    Where ``kl``'s two policies coincide (its gradient is 0 there), ``J^T F J`` is exactly the
+    Hessian of ``kl(adapted(params))`` that :func:`fisher_vector_product` takes through the graph
+    (the other term of the chain rule multiplies that zero gradient), and a test checks both
+    against an explicit Hessian. It is cheaper: each product is a Jacobian-vector product through
+    the adaptation (two backward passes, via a vector-Jacobian product of a dummy vector), one
+    Hessian-vector product of ``kl`` alone, and one vector-Jacobian product; no third derivatives
+    of the inner loss, and ``kl`` may use fewer samples than the adaptation did.
+
+    Args:
+        kl: maps tensors shaped like ``adapted`` to the scalar mean KL from the policies that
+            sampled (``kl(adapted)`` must be at its minimum, 0).
+        adapted: the adapted tensors, differentiable with respect to ``params``; their graph is
+            kept (the caller's graph may be shared: it is never freed here).
+        params: the tensors to differentiate with respect to.
+        damping: added multiple of the identity.
+    """
+    params = list(params)
+    names = list(adapted)
+    outputs = [adapted[k] for k in names]
+    points = [t.detach().requires_grad_(True) for t in outputs]
+    kl_value = kl(dict(zip(names, points, strict=True)))
+    if kl_value.dim() != 0:
+        raise ValueError(f"kl must return a scalar, got shape {tuple(kl_value.shape)}")
+    kl_grad = torch.autograd.grad(kl_value, points, create_graph=True)
+    # J^T u for a dummy u, kept as a graph: differentiating it with respect to u gives J v.
+    dummies = [torch.zeros_like(t, requires_grad=True) for t in outputs]
+    jt_dummy = torch.autograd.grad(
+        outputs, params, dummies, create_graph=True, retain_graph=True, allow_unused=True
+    )
+    linked = [i for i, g in enumerate(jt_dummy) if g is not None and g.requires_grad]
+
+    def product(v: Tensor) -> Tensor:
+        pieces = torch.split(v, [p.numel() for p in params])
+        vs = [pieces[i].view_as(params[i]) for i in linked]
+        jv = torch.autograd.grad(
+            [jt_dummy[i] for i in linked], dummies, vs, retain_graph=True, allow_unused=True
+        )
+        gv = sum((g * u).sum() for g, u in zip(kl_grad, jv, strict=True) if u is not None)
+        fjv = torch.autograd.grad(gv, points, retain_graph=True, allow_unused=True)
+        fjv = [torch.zeros_like(t) if f is None else f for t, f in zip(points, fjv, strict=True)]
+        jtfjv = torch.autograd.grad(outputs, params, fjv, retain_graph=True, allow_unused=True)
+        flat = [
+            torch.zeros_like(p).reshape(-1) if g is None else g.reshape(-1)
+            for p, g in zip(params, jtfjv, strict=True)
+        ]
+        return torch.cat(flat) + damping * v
+
+    return product
 
 
 @dataclasses.dataclass

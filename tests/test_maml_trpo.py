@@ -1,10 +1,10 @@
 """MAML-TRPO's curvature: the Fisher through the adaptation, at the exact adapted policies."""
 
-import copy
+import dataclasses
 
 import numpy as np
+import pytest
 import torch
-from torch.nn.utils import parameters_to_vector
 
 import envs  # noqa: F401
 from agents.maml_trpo import MAMLTRPO, MAMLTRPOConfig
@@ -13,33 +13,45 @@ from metarl.records import InnerStep
 from metarl.samplers import MultiTaskSampler
 
 
-def _agent(fisher_subsample):
+def _agent(fisher_episodes, meta_sgd=False):
     torch.manual_seed(0)
     sampler = MultiTaskSampler("metarl/Particles2D-v0", 4, 3, horizon=10, seed=0)
     config = MAMLTRPOConfig(
-        hidden_sizes=(6,), fisher_subsample=fisher_subsample, fisher_min_tasks=1, cg_damping=0.0
+        hidden_sizes=(6,), fisher_episodes=fisher_episodes, cg_damping=0.0, meta_sgd=meta_sgd
     )
     config.init_std = 0.5
     agent = MAMLTRPO(sampler, config, seed=0)
     return agent, sampler.sample_tasks(4, np.random.default_rng(0))
 
 
-def _explicit_kl_hessian(agent, batches, post, old, tasks):
-    """The Hessian of the mean KL over ``tasks`` with respect to the flat policy parameters."""
-    names = [n for n, _ in agent.policy.named_parameters()]
-    shapes = [p.shape for _, p in agent.policy.named_parameters()]
-    sub = [InnerStep(s.episodes.select_tasks(tasks), s.targets[tasks]) for s in batches]
-    old_sub = {k: v[tasks] for k, v in old.items()}
+def _explicit_kl_hessian(agent, batches, post, old, episodes):
+    """The Hessian of the mean KL on each task's first ``episodes`` post-adaptation episodes, with
+    respect to the flat outer parameters (policy, then Meta-SGD rates), through the adaptation of
+    every task on all its inner episodes."""
+    named = [*agent.policy.named_parameters(), *((f"lr:{k}", v) for k, v in agent.lrs.items())]
+    names = [n for n, _ in named]
+    shapes = [p.shape for _, p in named]
+    policy_names = {n for n, _ in agent.policy.named_parameters()}
+    post = dataclasses.replace(
+        post, **{n: getattr(post, n)[:, :episodes] for n in post.tensor_fields()}
+    )
 
     def kl(flat):
         params, i = {}, 0
         for name, shape in zip(names, shapes, strict=True):
             params[name] = flat[i : i + shape.numel()].reshape(shape)
             i += shape.numel()
-        adapted = agent.readapt(params, sub, create_graph=True)
-        return agent._kl(old_sub, adapted, post.select_tasks(tasks))
+        theta = {k: v for k, v in params.items() if k in policy_names}
+        rates = {k: v for k, v in params.items() if k not in policy_names}
+        try:
+            if rates:
+                agent.inner_lr = lambda: {k[3:].replace("__", "."): v for k, v in rates.items()}
+            adapted = agent.readapt(theta, batches, create_graph=True)
+        finally:
+            vars(agent).pop("inner_lr", None)  # the class's method again
+        return agent._kl(old, adapted, post)
 
-    flat = parameters_to_vector(agent.policy.parameters()).detach()
+    flat = torch.cat([p.detach().reshape(-1) for _, p in named])
     return kl(flat.clone().requires_grad_()), torch.autograd.functional.hessian(kl, flat)
 
 
@@ -55,25 +67,26 @@ def _double(episodes):
     return episodes
 
 
-def test_fisher_vector_products_are_the_kl_hessian_of_the_kept_tasks_at_their_exact_adaptation():
-    for subsample in (1.0, 0.5):
-        agent, tasks = _agent(subsample)
-        batch = agent.collect(tasks)
-        agent.policy.double()  # float64 for a tight comparison
-        batches, post = _to_double(batch)
-        old = detach_params(agent.readapt(agent.policy.params(), batches, create_graph=False))
-        rng_state = copy.deepcopy(agent.rng.bit_generator.state)
-        fvp = agent._fisher(batches, post, old)
-        agent.rng.bit_generator.state = rng_state
-        keep = round(4 * subsample)
-        kept = (
-            sorted(agent.rng.choice(4, keep, replace=False).tolist()) if keep < 4 else [0, 1, 2, 3]
-        )
-        value, hessian = _explicit_kl_hessian(agent, batches, post, old, kept)
-        # the curvature is taken where the adapted policies are the ones that sampled: KL = 0
-        assert abs(value.item()) < 1e-12
-        v = torch.randn(hessian.shape[0], generator=torch.Generator().manual_seed(1)).double()
-        torch.testing.assert_close(fvp(v), hessian @ v, rtol=1e-6, atol=1e-9)
+@pytest.mark.parametrize(
+    ("fisher_episodes", "kept", "meta_sgd"), [(1.0, 3, False), (0.34, 1, False), (0.5, 2, True)]
+)
+def test_fisher_vector_products_are_the_kl_hessian_through_every_tasks_adaptation(
+    fisher_episodes, kept, meta_sgd
+):
+    agent, tasks = _agent(fisher_episodes, meta_sgd)
+    batch = agent.collect(tasks)
+    agent.policy.double()  # float64 for a tight comparison
+    agent.lrs.double()
+    batches, post = _to_double(batch)
+    adapted = agent.readapt(agent.policy.params(), batches, create_graph=True)
+    old = detach_params(adapted)
+    fvp = agent._fisher(adapted, post, old)
+    value, hessian = _explicit_kl_hessian(agent, batches, post, old, kept)
+    # the curvature is taken where the adapted policies are the ones that sampled: KL = 0
+    assert abs(value.item()) < 1e-12
+    assert hessian.shape[0] == len(torch.cat([p.reshape(-1) for p in agent.outer_parameters()]))
+    v = torch.randn(hessian.shape[0], generator=torch.Generator().manual_seed(1)).double()
+    torch.testing.assert_close(fvp(v), hessian @ v, rtol=1e-6, atol=1e-9)
 
 
 def test_surrogate_is_cherrys_policy_loss_per_task_averaged_over_tasks():
