@@ -14,6 +14,7 @@ continues from it. The loop itself is :func:`metarl.training.train`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import sys
 
@@ -66,6 +67,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, object]:
     add_dataclass_arguments(parser, agent_config_cls, f"agent ({known.agent})")
     if saved:
         parser.set_defaults(**saved["train"], **saved["agent_config"])
+        _warn_dropped(saved, [TrainConfig, agent_config_cls])
     parser.set_defaults(**from_file)
     args = parser.parse_args(argv)
     if known.resume:
@@ -75,6 +77,21 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, object]:
     check_train_config(cfg)
     agent_config.validate()
     return cfg, agent_config
+
+
+def _warn_dropped(saved: dict, config_classes: list[type]) -> None:
+    """Say which settings of a resumed run this version no longer has (they are ignored)."""
+    known = {f.name for cls in config_classes for f in dataclasses.fields(cls)}
+    dropped = {
+        k: v for part in ("train", "agent_config") for k, v in saved[part].items() if k not in known
+    }
+    if dropped:
+        listed = ", ".join(f"{k}={v!r}" for k, v in dropped.items())
+        print(
+            f"warning: the run was saved with settings this version no longer has; ignoring "
+            f"{listed} (see --agent {saved['train']['agent']} --help for today's options)",
+            file=sys.stderr,
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

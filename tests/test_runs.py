@@ -7,7 +7,7 @@ import signal
 import numpy as np
 import pytest
 import torch
-from scripts_helpers import interrupt_training, metrics, run_script
+from scripts_helpers import interrupt_training, load_script, metrics, run_script
 
 import agents.maml_trpo
 import envs  # noqa: F401
@@ -178,3 +178,17 @@ def test_evaluate_and_plot_scripts(tmp_path):
     if "matplotlib" in proc.stderr:
         pytest.skip("matplotlib not installed")
     assert proc.returncode == 0 and (tmp_path / "curves.png").stat().st_size > 1000
+
+
+def test_resuming_a_run_saved_with_a_removed_setting_names_it_and_goes_on(tmp_path, capsys):
+    train = load_script("train")
+    assert train.main([*SMALL, "--iterations", "1", "--out", str(tmp_path)]) == 0
+    (run_dir,) = tmp_path.iterdir()
+    config = json.loads((run_dir / "config.json").read_text())
+    config["agent_config"]["fisher_subsample"] = 0.2  # a setting of an earlier version
+    (run_dir / "config.json").write_text(json.dumps(config))
+    capsys.readouterr()
+    assert train.main(["--resume", str(run_dir), "--iterations", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "no longer has; ignoring fisher_subsample=0.2" in err
+    assert len(metrics(run_dir)) == 2
