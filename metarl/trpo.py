@@ -143,6 +143,8 @@ def fisher_vector_product_through(
         outputs, params, dummies, create_graph=True, retain_graph=True, allow_unused=True
     )
     linked = [i for i, g in enumerate(jt_dummy) if g is not None and g.requires_grad]
+    if not linked:  # nothing in ``adapted`` depends on ``params``
+        return lambda v: damping * v
 
     def product(v: Tensor) -> Tensor:
         pieces = torch.split(v, [p.numel() for p in params])
