@@ -2,6 +2,10 @@
 
     python scripts/bench_train.py                                   # Particles2D, 20 x 20 x 100
     python scripts/bench_train.py --env metarl/HalfCheetahDir-v0 --tasks 40 --devices cpu cuda
+    python scripts/bench_train.py --config configs/maml-trpo/halfcheetah-dir.toml  # as trained
+
+``--config`` takes a training config file: its env, agent, sizes and agent settings (the rest of a
+training file, such as iterations, is not used); flags given too override it.
 
 Runs the same agent code as ``scripts/train.py`` (warm-up iterations, then timed ones) and prints
 one row per device: the median seconds of the whole iteration, of each phase as the agent reports
@@ -36,11 +40,17 @@ from torch import Tensor
 
 import envs  # noqa: F401
 from agents import AGENTS, MetaAgent, get_agent
-from metarl.cli import add_dataclass_arguments, dataclass_from_args
+from metarl.cli import (
+    ConfigFileError,
+    add_dataclass_arguments,
+    dataclass_from_args,
+    load_config_file,
+)
 from metarl.episodes import Episodes
 from metarl.policies import Policy
 from metarl.samplers import MultiTaskSampler
 from metarl.tasks import Task
+from metarl.training import TrainConfig
 
 PHASES = ("wall", "time_sampling", "time_adaptation", "time_outer", "meta_step")
 
@@ -68,6 +78,8 @@ class BenchConfig:
         profile: append a torch profiler table of one more iteration per CUDA device (where the
             time goes: kernels, launches, copies, waits) to this file.
         json: append one JSON line per device (config, medians, every iteration) to this file.
+        config: a training config file (configs/<agent>/<env>.toml) to take the env, agent, sizes
+            and agent settings from.
     """
 
     env: str = "metarl/Particles2D-v0"
@@ -84,6 +96,11 @@ class BenchConfig:
     sync: bool = True
     profile: str | None = None
     json: str | None = None
+    config: str | None = None
+
+
+# Training-file keys that name a benchmark setting differently.
+FROM_TRAINING = {"meta_batch_size": "tasks", "episodes_per_task": "episodes"}
 
 
 class SyncedSampler(MultiTaskSampler):
@@ -164,12 +181,24 @@ def profile_step(agent: MetaAgent, tasks: Sequence[Task], device: torch.device) 
     return f"calls in one iteration: {counts}\n{table}"
 
 
+def agent_settings(cfg: BenchConfig) -> dict:
+    """The settings of ``cfg.config`` that ``cfg.agent``'s config has (none without a file)."""
+    if not cfg.config:
+        return {}
+    _, config_cls = get_agent(cfg.agent)
+    values = load_config_file(cfg.config, [TrainConfig, *(c for _, c in AGENTS.values())])
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    return {k: v for k, v in values.items() if k in fields}
+
+
 def bench(cfg: BenchConfig, device_name: str) -> dict:
     """Time ``cfg.iterations`` meta-iterations after ``cfg.warmup`` untimed ones on one device."""
     device = torch.device(device_name)
     agent_cls, config_cls = get_agent(cfg.agent)
     sampler = make_sampler(cfg, device_name)
-    agent = agent_cls(sampler, config_cls(), seed=0)
+    agent_config = config_cls(**agent_settings(cfg))
+    agent_config.validate()
+    agent = agent_cls(sampler, agent_config, seed=0)
     rng = np.random.default_rng(0)
     rows = []
     started = time.perf_counter()
@@ -201,7 +230,8 @@ def describe(cfg: BenchConfig) -> str:
     )
     mujoco_threads = cfg.mujoco_threads or os.cpu_count()
     return (
-        f"{cfg.agent} on {cfg.env}: {cfg.tasks} tasks x {cfg.episodes} episodes "
+        f"{cfg.agent} on {cfg.env}" + (f" ({cfg.config})" if cfg.config else "") + ": "
+        f"{cfg.tasks} tasks x {cfg.episodes} episodes "
         f"x {cfg.horizon or 'default'} steps; torch {torch.__version__}, {gpu}; "
         f"{os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads, "
         f"{mujoco_threads} MuJoCo threads (batched envs); sync {cfg.sync}; "
@@ -211,8 +241,19 @@ def describe(cfg: BenchConfig) -> str:
 
 def parse_args(argv: list[str] | None = None) -> BenchConfig:
     """The command line as a :class:`BenchConfig`."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", default=None)
+    known, _ = pre.parse_known_args(argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_dataclass_arguments(parser, BenchConfig, "benchmark")
+    if known.config:
+        try:
+            values = load_config_file(known.config, [TrainConfig, *(c for _, c in AGENTS.values())])
+        except ConfigFileError as err:
+            parser.error(str(err))
+        bench_fields = {f.name for f in dataclasses.fields(BenchConfig)}
+        renamed = {FROM_TRAINING.get(k, k): v for k, v in values.items()}
+        parser.set_defaults(**{k: v for k, v in renamed.items() if k in bench_fields})
     cfg = dataclass_from_args(BenchConfig, parser.parse_args(argv))
     if cfg.agent not in AGENTS:
         parser.error(f"unknown --agent {cfg.agent!r}; choose one of: {', '.join(sorted(AGENTS))}")
@@ -251,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         if cfg.json:
             record = {
                 "config": dataclasses.asdict(cfg),
+                "agent_settings": agent_settings(cfg),
                 "device": device,
                 "device_name": torch.cuda.get_device_name(device)
                 if device.startswith("cuda")

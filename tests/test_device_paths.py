@@ -94,3 +94,22 @@ def test_a_sampler_state_saved_by_a_cuda_run_loads_on_cpu():
         sampler.load_state_dict(state)
     episodes = sampler.sample(agent.policy, sampler.sample_tasks(2, np.random.default_rng(0)))
     assert torch.isfinite(episodes.actions).all()
+
+
+def test_bench_takes_a_training_config_file_and_flags_override_it(tmp_path):
+    bench = _bench_module()
+    path = ROOT / "configs" / "maml-trpo" / "halfcheetah-dir.toml"
+    cfg = bench.parse_args(["--config", str(path), "--episodes", "3"])
+    assert (cfg.env, cfg.agent, cfg.tasks, cfg.episodes) == (
+        "metarl/HalfCheetahDir-v0",
+        "maml-trpo",
+        40,  # the file's meta_batch_size
+        3,  # the flag
+    )
+    settings = bench.agent_settings(cfg)
+    assert settings["activation"] == "tanh" and settings["cg_iterations"] == 8
+    assert "iterations" not in settings and "env" not in settings
+    bad = tmp_path / "bad.toml"
+    bad.write_text("max_kll = 0.1\n")
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--config", str(bad)])
