@@ -177,13 +177,10 @@ class MAMLTRPO(MetaAgent):
         Jacobian from half the inner episodes lost a third.
         """
         keep = max(1, round(post.episodes_per_task * self.config.fisher_episodes))
-        obs, mask = post.observations[:, :keep], post.mask[:, :keep]
-        old = detach_params(old)
-
-        def kl(new: Mapping[str, Tensor]) -> Tensor:
-            divergence = kl_divergence(self.policy(obs, old), self.policy(obs, new))
-            return masked_task_mean(divergence, mask).mean()
-
+        first = post.first_episodes(keep)
         return fisher_vector_product_through(
-            kl, adapted, self.outer_parameters(), self.config.cg_damping
+            lambda new: self._kl(old, new, first),
+            adapted,
+            self.outer_parameters(),
+            self.config.cg_damping,
         )

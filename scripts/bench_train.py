@@ -99,6 +99,8 @@ class BenchConfig:
     config: str | None = None
 
 
+# The dataclasses whose fields a training config file may hold.
+TRAINING_FILE_CLASSES = [TrainConfig, *(config_cls for _, config_cls in AGENTS.values())]
 # Training-file keys that name a benchmark setting differently.
 FROM_TRAINING = {"meta_batch_size": "tasks", "episodes_per_task": "episodes"}
 
@@ -186,17 +188,18 @@ def agent_settings(cfg: BenchConfig) -> dict:
     if not cfg.config:
         return {}
     _, config_cls = get_agent(cfg.agent)
-    values = load_config_file(cfg.config, [TrainConfig, *(c for _, c in AGENTS.values())])
+    values = load_config_file(cfg.config, TRAINING_FILE_CLASSES)
     fields = {f.name for f in dataclasses.fields(config_cls)}
     return {k: v for k, v in values.items() if k in fields}
 
 
-def bench(cfg: BenchConfig, device_name: str) -> dict:
-    """Time ``cfg.iterations`` meta-iterations after ``cfg.warmup`` untimed ones on one device."""
+def bench(cfg: BenchConfig, device_name: str, settings: dict) -> dict:
+    """Time ``cfg.iterations`` meta-iterations after ``cfg.warmup`` untimed ones on one device,
+    the agent built with ``settings`` (:func:`agent_settings`)."""
     device = torch.device(device_name)
     agent_cls, config_cls = get_agent(cfg.agent)
     sampler = make_sampler(cfg, device_name)
-    agent_config = config_cls(**agent_settings(cfg))
+    agent_config = config_cls(**settings)
     agent_config.validate()
     agent = agent_cls(sampler, agent_config, seed=0)
     rng = np.random.default_rng(0)
@@ -248,7 +251,7 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
     add_dataclass_arguments(parser, BenchConfig, "benchmark")
     if known.config:
         try:
-            values = load_config_file(known.config, [TrainConfig, *(c for _, c in AGENTS.values())])
+            values = load_config_file(known.config, TRAINING_FILE_CLASSES)
         except ConfigFileError as err:
             parser.error(str(err))
         bench_fields = {f.name for f in dataclasses.fields(BenchConfig)}
@@ -271,13 +274,14 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     print(describe(cfg), flush=True)
+    settings = agent_settings(cfg)  # once, for every device
     header = ("s/iter", "sampling", "adapt", "outer", "meta", "steps/s", "n")
     print(f"{'device':8s} " + " ".join(f"{h:>9s}" for h in header), flush=True)
     for device in cfg.devices:
         if device.startswith("cuda") and not torch.cuda.is_available():
             print(f"{device:8s} skipped: no CUDA device", flush=True)
             continue
-        result = bench(cfg, device)
+        result = bench(cfg, device, settings)
         m = result["medians"]
         figures = [m[k] for k in PHASES]
         print(
@@ -292,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         if cfg.json:
             record = {
                 "config": dataclasses.asdict(cfg),
-                "agent_settings": agent_settings(cfg),
+                "agent_settings": settings,
                 "device": device,
                 "device_name": torch.cuda.get_device_name(device)
                 if device.startswith("cuda")
