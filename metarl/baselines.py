@@ -20,7 +20,7 @@ class LinearFeatureBaseline:
     """Per-task linear regression of returns on observation and time features.
 
     Args:
-        reg_coeff: initial ridge coefficient; multiplied by 10 until the solve is finite.
+        reg_coeff: initial ridge coefficient; multiplied by 10 until the matrix factors and the solve is finite.
 
     References:
         Duan, Chen, Houthooft, Schulman, Abbeel. "Benchmarking Deep Reinforcement Learning for
@@ -76,9 +76,14 @@ class LinearFeatureBaseline:
         eye = torch.eye(xtx.shape[-1], dtype=xtx.dtype, device=xtx.device)
         reg = self.reg_coeff
         for _ in range(5):
-            weights = torch.linalg.solve(xtx + reg * eye, xty).squeeze(-1)
-            if torch.isfinite(weights).all():
-                return weights
+            # Cholesky, not torch.linalg.solve: the matrix is symmetric positive definite, and
+            # torch 2.13's batched LU solve fails on CPU with two or more threads once the
+            # features number about 200 (Ant's 214: "Pivots given to lu_solve ...").
+            factor, info = torch.linalg.cholesky_ex(xtx + reg * eye)
+            if not info.any():
+                weights = torch.cholesky_solve(xty, factor).squeeze(-1)
+                if torch.isfinite(weights).all():
+                    return weights
             reg *= 10.0
         raise FloatingPointError(
             "linear baseline fit did not converge on finite data; check the observation scale"

@@ -131,3 +131,25 @@ def test_baseline_of_non_finite_episodes_is_nan_so_the_learner_rejects_the_step(
     obs[1, 0, 2] = float("nan")
     values = base.fit_predict(obs, torch.randn(2, 3, 4), torch.ones(2, 3, 4))
     assert torch.isnan(values).all()
+
+
+def test_baseline_fits_ant_sized_features_for_many_tasks_on_two_threads():
+    # Ant's 105 observation dims make 214 features; torch's batched LU solve fails at this size
+    # on two CPU threads. The fit must still be the ridge solution, task by task.
+    g = torch.Generator().manual_seed(0)
+    obs = torch.randn(20, 2, 50, 105, generator=g, dtype=torch.float64)
+    returns = torch.randn(20, 2, 50, generator=g, dtype=torch.float64)
+    mask = torch.ones(20, 2, 50, dtype=torch.float64)
+    base = LinearFeatureBaseline()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        weights = base.fit(obs, returns, mask)
+    finally:
+        torch.set_num_threads(threads)
+    times = torch.arange(50).expand(2, 50)
+    for task in (0, 19):
+        x = base.features(obs[task], times).flatten(0, 1)
+        a = x.T @ x + base.reg_coeff * torch.eye(x.shape[-1], dtype=x.dtype)
+        expected = torch.linalg.solve(a, x.T @ returns[task].flatten())
+        torch.testing.assert_close(weights[task], expected, atol=1e-8, rtol=1e-6)
