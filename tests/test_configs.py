@@ -17,6 +17,9 @@ ENV_IDS = {
     "halfcheetah-dir": "metarl/HalfCheetahDir-v0",
     "halfcheetah-vel": "metarl/HalfCheetahVel-v0",
 }
+# Ant configs: AntDir and AntGoal for MAML-TRPO and ProMP
+ANT = {"ant-dir": "metarl/AntDir-v0", "ant-goal": "metarl/AntGoal-v0"}
+ANT_CELLS = {(a, e) for a in ("maml-trpo", "promp") for e in ANT}
 # Meta-World configs: ML1 reach and push for MAML-TRPO and ProMP, ML10 for MAML-TRPO
 METAWORLD = {
     "ml1-reach": "metarl/ML1-reach-v0",
@@ -29,14 +32,14 @@ METAWORLD_CELLS = {(a, e) for a in ("maml-trpo", "promp") for e in ("ml1-reach",
 def test_every_agent_has_a_config_for_every_env():
     names = {(p.parent.name, p.stem) for p in SHIPPED}
     classic = {(a, e) for a in ("maml-trpo", "promp", "maml-dice") for e in ENV_IDS}
-    assert names == classic | METAWORLD_CELLS | {("maml-trpo", "ml10")}
+    assert names == classic | ANT_CELLS | METAWORLD_CELLS | {("maml-trpo", "ml10")}
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_shipped_config_parses_into_its_agent_and_env(path):
     cfg, agent_cfg = train.parse_args(["--config", str(path)])
     assert cfg.agent == path.parent.name
-    assert cfg.env == {**ENV_IDS, **METAWORLD}[path.stem]
+    assert cfg.env == {**ENV_IDS, **ANT, **METAWORLD}[path.stem]
     assert type(agent_cfg).__name__.lower().startswith(path.parent.name.replace("-", ""))
 
 
