@@ -20,7 +20,8 @@ class LinearFeatureBaseline:
     """Per-task linear regression of returns on observation and time features.
 
     Args:
-        reg_coeff: initial ridge coefficient; multiplied by 10 until the matrix factors and the solve is finite.
+        reg_coeff: initial ridge coefficient; multiplied by 10 until the matrix factors and the
+            solve is finite.
 
     References:
         Duan, Chen, Houthooft, Schulman, Abbeel. "Benchmarking Deep Reinforcement Learning for
