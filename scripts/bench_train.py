@@ -101,8 +101,9 @@ class BenchConfig:
 
 # The dataclasses whose fields a training config file may hold.
 TRAINING_FILE_CLASSES = [TrainConfig, *(config_cls for _, config_cls in AGENTS.values())]
-# Training-file keys that name a benchmark setting differently.
-FROM_TRAINING = {"meta_batch_size": "tasks", "episodes_per_task": "episodes"}
+# Training-file keys that name a benchmark setting differently; None: a training setting that is
+# not the benchmark's (a run's 300 iterations are not 300 timed ones).
+FROM_TRAINING = {"meta_batch_size": "tasks", "episodes_per_task": "episodes", "iterations": None}
 
 
 class SyncedSampler(MultiTaskSampler):

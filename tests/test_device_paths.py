@@ -106,6 +106,7 @@ def test_bench_takes_a_training_config_file_and_flags_override_it(tmp_path):
         40,  # the file's meta_batch_size
         3,  # the flag
     )
+    assert cfg.iterations == 5  # the benchmark's default, not the file's 300 training iterations
     settings = bench.agent_settings(cfg)
     assert settings["activation"] == "tanh" and settings["cg_iterations"] == 8
     assert "iterations" not in settings and "env" not in settings
