@@ -121,7 +121,7 @@ class CpuShare:
         self, max_threads: int | None = None, min_interval: float = 0.3, first_interval: float = 0.3
     ) -> None:
         self.cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
-        self.cores = len(self.cpus) if self.cpus is not None else usable_cores()
+        self.cores = usable_cores()
         if max_threads is None:
             max_threads = torch.get_num_threads()
         if isinstance(max_threads, bool) or not isinstance(max_threads, int) or max_threads < 1:
