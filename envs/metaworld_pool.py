@@ -203,8 +203,8 @@ class MetaWorldVectorEnv(BatchedTaskVectorEnv):
         parts = self._call("reset", [(which[b],) for b in self._blocks])
         return np.concatenate(parts)
 
-    def _step_envs(self, actions: np.ndarray):
-        active = ~self._needs_reset  # an env past its time limit must not step again
+    def _step_envs(self, actions: np.ndarray, active: np.ndarray):
+        # (An env past its time limit is not active: a Meta-World env must not step again.)
         parts = self._call("step", [(actions[b], active[b]) for b in self._blocks])
         obs, reward, success = (np.concatenate(x) for x in zip(*parts, strict=True))
         return obs, reward, np.zeros(self.num_envs, dtype=bool), {"success": success}

@@ -133,8 +133,8 @@ class Particles2DVectorEnv(BatchedTaskVectorEnv):
         self._position[which] = 0.0
         return self._position[which].astype(np.float32)
 
-    def _step_envs(self, actions: np.ndarray):
+    def _step_envs(self, actions: np.ndarray, active: np.ndarray):
         actions = np.clip(actions.astype(np.float64), -self.max_speed, self.max_speed)
-        self._position = self._position + actions
+        self._position = np.where(active[:, None], self._position + actions, self._position)
         reward, terminated = _distance(self._position, self._goals)
         return self._position.astype(np.float32), reward, terminated, {"distance": -reward}

@@ -5,6 +5,10 @@ needs, once: per-env tasks through ``set_attr("task", [...])`` (validated by the
 ``set_task``), per-env seeding that matches ``SyncVectorEnv`` (env ``i`` gets ``seed + i``), the
 registration's time limit, and Gymnasium's next-step autoreset. A subclass writes the physics for
 the whole batch in :meth:`_reset_envs` and :meth:`_step_envs`.
+
+Beyond Gymnasium's API, :meth:`BatchedTaskVectorEnv.pause_envs` stops stepping envs until the next
+``reset``: a sampler whose episode in an env has ended for this call pauses it, so that an env
+family with early termination (AntDir) does not pay the physics of episodes nobody reads.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ class BatchedTaskVectorEnv(VectorEnv):
         self._rngs = [seeding.np_random()[0] for _ in range(num_envs)]
         self._elapsed = np.zeros(num_envs, dtype=np.int64)
         self._needs_reset = np.zeros(num_envs, dtype=bool)
+        self._paused = np.zeros(num_envs, dtype=bool)
         self._tasks_changed()
 
     # -- tasks ---------------------------------------------------------------------------------
@@ -106,32 +111,53 @@ class BatchedTaskVectorEnv(VectorEnv):
         everyone = np.ones(self.num_envs, dtype=bool)
         self._elapsed[:] = 0
         self._needs_reset[:] = False
+        self._paused[:] = False
         obs = self._reset_envs(everyone)
+        self._last_obs = obs.copy()
         # As SyncVectorEnv: every env's reset info, each key with its "_key" mask.
         info = self._reset_info(everyone)
         return obs, {**info, **{f"_{key}": everyone.copy() for key in info}}
+
+    def pause_envs(self, which: np.ndarray) -> None:
+        """Stop stepping the envs selected by the boolean mask ``which`` until the next ``reset``.
+
+        A paused env keeps its state: each step reports its current observation, reward 0, not
+        terminated nor truncated, and no info (its ``_key`` masks are False); its actions are
+        ignored and it is not autoreset. The other envs step exactly as without the pause.
+
+        Raises:
+            ValueError: when ``which`` is not ``num_envs`` booleans.
+        """
+        which = np.asarray(which)
+        if which.shape != (self.num_envs,) or which.dtype != bool:
+            raise ValueError(
+                f"pause_envs takes a boolean mask of {self.num_envs} envs, got dtype "
+                f"{which.dtype} and shape {which.shape}"
+            )
+        self._paused |= which
 
     def step(
         self, actions: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
         actions = np.asarray(actions)
-        obs, reward, terminated, info = self._step_envs(actions)
-        reward = np.asarray(reward, dtype=np.float64)
-        terminated = np.asarray(terminated, dtype=bool)
-        self._elapsed += 1
+        running = ~self._paused
+        stepped = running & ~self._needs_reset
+        resetting = running & self._needs_reset
+        obs, reward, terminated, info = self._step_envs(actions, stepped)
+        reward = np.where(stepped, np.asarray(reward, dtype=np.float64), 0.0)
+        terminated = np.asarray(terminated, dtype=bool) & stepped
+        self._elapsed += stepped
         truncated = np.zeros(self.num_envs, dtype=bool)
         if self.max_episode_steps is not None:
-            truncated = self._elapsed >= self.max_episode_steps
+            truncated = stepped & (self._elapsed >= self.max_episode_steps)
         info = {k: v for k, v in info.items() if not k.startswith("_")}
-        stepped = ~self._needs_reset
-        if not stepped.all():
-            resetting = ~stepped
+        if resetting.any() or not running.all():
             obs = obs.copy()
+            obs[~running] = self._last_obs[~running]
+        if resetting.any():
             obs[resetting] = self._reset_envs(resetting)
-            reward = np.where(resetting, 0.0, reward)
-            terminated = terminated & stepped
-            truncated = truncated & stepped
             self._elapsed[resetting] = 0
+        self._last_obs = obs.copy()
         # Gymnasium's vector info layout, as SyncVectorEnv writes it: every key has a "_key" mask
         # of the envs that report it; an env reset in this step reports only its reset info.
         out: dict[str, np.ndarray] = {}
@@ -139,12 +165,12 @@ class BatchedTaskVectorEnv(VectorEnv):
             for key, value in info.items():
                 out[key] = np.where(stepped, value, np.zeros_like(value))
                 out[f"_{key}"] = stepped.copy()
-        if not stepped.all():
-            for key, value in self._reset_info(~stepped).items():
+        if resetting.any():
+            for key, value in self._reset_info(resetting).items():
                 previous = out.get(key, np.zeros_like(value))
-                out[key] = np.where(stepped, previous, value)
-                out[f"_{key}"] = out.get(f"_{key}", np.zeros(self.num_envs, dtype=bool)) | ~stepped
-        self._needs_reset = terminated | truncated
+                out[key] = np.where(resetting, value, previous)
+                out[f"_{key}"] = out.get(f"_{key}", np.zeros(self.num_envs, dtype=bool)) | resetting
+        self._needs_reset = (self._needs_reset & ~resetting) | terminated | truncated
         return obs, reward, terminated, truncated, out
 
     # -- to implement --------------------------------------------------------------------------
@@ -164,7 +190,12 @@ class BatchedTaskVectorEnv(VectorEnv):
         """Info arrays (over all envs) that a reset reports for the envs in ``which``."""
         return {}
 
-    def _step_envs(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
-        """Step every env; return observations, rewards, terminations and an info dict of arrays
-        over all envs (the base class adds Gymnasium's ``_key`` masks)."""
+    def _step_envs(
+        self, actions: np.ndarray, active: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+        """Step the envs selected by the boolean mask ``active`` and leave the others' state as
+        it is (they are paused, or are reset after this call); return observations, rewards,
+        terminations and an info dict of arrays over all envs. The base class adds Gymnasium's
+        ``_key`` masks and replaces whatever is returned for the inactive envs (a paused env's
+        previous observation, reward 0, not terminated, no info)."""
         raise NotImplementedError

@@ -13,11 +13,12 @@ with a Gaussian MLP policy in the loop (one batched policy call per step, throug
 then the ratios 2/3 and 2/1. Each figure is the best of ``repeats`` timed runs after one warm-up;
 the spread (slowest run) is printed next to it.
 
-Reading the Ant rows: the batched Ant env also runs ``mj_rnePostConstraint`` per env after each
-step (the contact forces its observation and contact cost read; the raw rollout has none), and an
-ant that leaves its healthy height ends its episode early; the sampler counts only the steps of
-running episodes while the physics keeps stepping every env, so early ends lower row 2 against
-row 3.
+Reading the Ant rows: the batched Ant env also runs ``mj_rnePostConstraint`` after each step for
+every env whose last substep had a contact (the contact forces its observation and contact cost
+read; the raw rollout has none), in Python, one env at a time. An ant that leaves its healthy
+height ends its episode early (AntDir); the sampler pauses the env of an ended episode
+(:meth:`metarl.vector.BatchedTaskVectorEnv.pause_envs`), so that only running episodes cost
+physics, and counts only their steps.
 
 Example:
     python scripts/bench_sampler.py

@@ -4,6 +4,7 @@ import json
 import pickle
 
 import gymnasium as gym
+import mujoco
 import numpy as np
 import pytest
 import torch
@@ -250,3 +251,73 @@ def test_ant_goal_does_not_end_episodes_on_falling_by_default():
     # With termination, ending the episode beats walking far from the goal (learning to fall).
     assert not AntGoalEnv().terminate_when_unhealthy
     assert AntDirEnv().terminate_when_unhealthy  # Ant-v5's default, as for forward running
+
+
+def test_paused_envs_keep_their_state_and_the_others_step_as_before():
+    n = 4
+    kwargs = {"max_episode_steps": 30, "vector_kwargs": {"num_threads": 2}}
+    paused, plain = make_task_vec(DIR_ID, n, **kwargs), make_task_vec(DIR_ID, n, **kwargs)
+    tasks = paused.unwrapped.sample_tasks(n, np.random.default_rng(1))
+    for vec in (paused, plain):
+        vec.set_attr("task", tasks)
+        vec.reset(seed=5)
+    actions = _actions((40, n))
+    for action in actions[:10]:
+        _assert_same_step(paused.step(action), plain.step(action))
+    which = np.array([False, True, False, False])
+    paused.pause_envs(which)
+    frozen = plain.step(actions[10])[0][1]  # env 1's observation when paused (after step 10)
+    paused.step(actions[10])  # (this step's env 1 observation is the one before it)
+    for action in actions[11:]:
+        obs, reward, terminated, truncated, info = paused.step(action)
+        other = plain.step(action)
+        # The others: bit-identical through their terminations, truncations and autoresets.
+        keep = ~which
+        for x, y in zip((obs, reward, terminated, truncated), other[:4], strict=True):
+            np.testing.assert_array_equal(x[keep], y[keep])
+        # The paused env: its state does not move, and it reports nothing.
+        assert not np.array_equal(obs[1], frozen)  # env 1 was paused before step 10 ran
+        assert reward[1] == 0 and not terminated[1] and not truncated[1]
+        assert not any(mask[1] for key, mask in info.items() if key.startswith("_"))
+    observed = [paused.step(a)[0][1] for a in actions[:3]]
+    np.testing.assert_array_equal(observed[0], observed[2])
+    # A reset ends the pause: env 1 steps again, as its unpaused twin does.
+    for vec in (paused, plain):
+        vec.reset(seed=6)
+    for action in actions[:5]:
+        _assert_same_step(paused.step(action), plain.step(action))
+    with pytest.raises(ValueError, match="boolean mask of 4 envs"):
+        paused.pause_envs(np.array([1, 0, 0, 0]))
+    paused.close()
+    plain.close()
+
+
+def test_sampler_pauses_ended_episodes_without_changing_them():
+    # AntDir's ant falls (terminates) under a random policy well before step 100; the batched
+    # env's ended slots are paused (no physics), the sync env's keep stepping, and the episodes
+    # are the same.
+    episodes, sims = {}, None
+    for mode in ("vector_entry_point", "sync"):
+        torch.manual_seed(0)
+        sampler = MultiTaskSampler(DIR_ID, 2, 4, horizon=100, vectorization_mode=mode, seed=3)
+        obs_dim = sampler.observation_space.shape[0]
+        policy = GaussianMLPPolicy(obs_dim, 8, hidden_sizes=(16,))
+        tasks = sampler.sample_tasks(2, np.random.default_rng(0))
+        episodes[mode] = sampler.sample(policy, tasks)
+        if mode == "vector_entry_point":
+            vec = sampler.vec.unwrapped
+            data = mujoco.MjData(vec._model)
+            sims = []
+            for i in range(vec.num_envs):
+                vec._batch.get_data(i, data)
+                sims.append(data.time)
+        sampler.close()
+    a, b = episodes["vector_entry_point"], episodes["sync"]
+    for name in ("observations", "actions", "log_probs", "rewards", "mask", "terminated"):
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
+    assert torch.equal(a.last_observations, b.last_observations)
+    lengths = a.mask.sum(-1).flatten().numpy()
+    assert a.terminated.any() and lengths.min() < lengths.max() < 100
+    # Each simulation stopped where its episode ended (the longest one's slot ends the call).
+    dt = AntDirEnv().dt
+    np.testing.assert_allclose(np.array(sims) / dt, lengths, atol=1e-6)

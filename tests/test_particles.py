@@ -130,3 +130,16 @@ def test_vector_env_rejects_bad_tasks():
         vec.set_attr("task", [Task(goal=(0.0, 0.0))])
     with pytest.raises(ValueError, match="outside"):
         vec.set_attr("task", [Task(goal=(0.0, 0.0)), Task(goal=(2.0, 0.0))])
+
+
+def test_paused_env_does_not_move_and_the_others_do():
+    vec = make_task_vec(ENV, 3)
+    vec.set_attr("task", [Task(goal=(0.4, 0.4))] * 3)
+    vec.reset(seed=0)
+    step = np.full((3, 2), 0.05, dtype=np.float32)
+    vec.step(step)
+    vec.pause_envs(np.array([False, True, False]))
+    for _ in range(3):
+        obs, reward, _, _, _ = vec.step(step)
+    np.testing.assert_allclose(obs, [[0.2, 0.2], [0.05, 0.05], [0.2, 0.2]], atol=1e-7)
+    assert reward[1] == 0 and reward[0] < 0

@@ -127,6 +127,10 @@ def run_slots(
     truncated = np.zeros((n, H), dtype=bool)
     last_obs = np.zeros((n, obs_dim), dtype=np.float32)
     alive = np.ones(n, dtype=bool)
+    # A vector env that can pause envs (metarl.vector.BatchedTaskVectorEnv) stops stepping a slot
+    # whose episode ended: with early termination (AntDir) most of the physics would go to
+    # episodes that are never read. Others keep stepping (autoreset) until the last one ends.
+    pause_envs = getattr(vec, "pause_envs", None)
     successes = None  # [n, H] bool once the env reports "success" (set on live steps only)
     with torch.no_grad():
         for t in range(H):
@@ -161,9 +165,11 @@ def run_slots(
             alive &= ~ended
             if not alive.any():
                 break
+            if pause_envs is not None and ended.any():
+                pause_envs(ended)
     live = torch.as_tensor(mask, device=dev).reshape(T, E, H) > 0
     log_probs = log_probs * live
-    # Padding is zeros: an ended env keeps stepping until the call's last episode ends, and a
+    # Padding is zeros: an ended env may keep stepping until the call's last episode ends, and a
     # Ray slice stops at its own last one, so anything else would differ between samplers.
     observations = torch.where(live.unsqueeze(-1), observations, 0.0)
     actions = torch.where(live.reshape(T, E, H, *(1,) * len(act_shape)), actions, 0)
