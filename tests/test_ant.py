@@ -230,18 +230,27 @@ def test_constructor_arguments():
     assert copy.task == Task(goal=(1.0, 1.0))
 
 
-@pytest.mark.parametrize("env_id", [DIR_ID, GOAL_ID])
-def test_sampler_runs_the_batched_env(env_id):
+def _sample_batched_and_sync(env_id, episodes_per_task, horizon, inspect=lambda vec: None):
+    """Episodes of 2 tasks from the batched and the sync vector env (same seeds), and what
+    ``inspect`` returns for the batched env after its call."""
     episodes = {}
     for mode in ("vector_entry_point", "sync"):
         torch.manual_seed(0)
-        sampler = MultiTaskSampler(env_id, 2, 2, horizon=3, vectorization_mode=mode, seed=3)
-        obs_dim = sampler.observation_space.shape[0]
-        policy = GaussianMLPPolicy(obs_dim, 8, hidden_sizes=(16,))
+        sampler = MultiTaskSampler(
+            env_id, 2, episodes_per_task, horizon=horizon, vectorization_mode=mode, seed=3
+        )
+        policy = GaussianMLPPolicy(sampler.observation_space.shape[0], 8, hidden_sizes=(16,))
         tasks = sampler.sample_tasks(2, np.random.default_rng(0))
         episodes[mode] = sampler.sample(policy, tasks)
+        if mode == "vector_entry_point":
+            seen = inspect(sampler.vec.unwrapped)
         sampler.close()
-    a, b = episodes["vector_entry_point"], episodes["sync"]
+    return episodes["vector_entry_point"], episodes["sync"], seen
+
+
+@pytest.mark.parametrize(("env_id", "obs_dim"), [(DIR_ID, 105), (GOAL_ID, 107)])
+def test_sampler_runs_the_batched_env(env_id, obs_dim):
+    a, b, _ = _sample_batched_and_sync(env_id, 2, 3)
     assert a.observations.shape == (2, 2, 3, obs_dim)
     assert torch.equal(a.observations, b.observations) and torch.equal(a.rewards, b.rewards)
     assert a.truncated[:, :, -1].all()
@@ -296,23 +305,11 @@ def test_sampler_pauses_ended_episodes_without_changing_them():
     # AntDir's ant falls (terminates) under a random policy well before step 100; the batched
     # env's ended slots are paused (no physics), the sync env's keep stepping, and the episodes
     # are the same.
-    episodes, sims = {}, None
-    for mode in ("vector_entry_point", "sync"):
-        torch.manual_seed(0)
-        sampler = MultiTaskSampler(DIR_ID, 2, 4, horizon=100, vectorization_mode=mode, seed=3)
-        obs_dim = sampler.observation_space.shape[0]
-        policy = GaussianMLPPolicy(obs_dim, 8, hidden_sizes=(16,))
-        tasks = sampler.sample_tasks(2, np.random.default_rng(0))
-        episodes[mode] = sampler.sample(policy, tasks)
-        if mode == "vector_entry_point":
-            vec = sampler.vec.unwrapped
-            data = mujoco.MjData(vec._model)
-            sims = []
-            for i in range(vec.num_envs):
-                vec._batch.get_data(i, data)
-                sims.append(data.time)
-        sampler.close()
-    a, b = episodes["vector_entry_point"], episodes["sync"]
+    def simulated_time(vec):
+        data = mujoco.MjData(vec._model)
+        return [vec._batch.get_data(i, data).time for i in range(vec.num_envs)]
+
+    a, b, sims = _sample_batched_and_sync(DIR_ID, 4, 100, simulated_time)
     for name in ("observations", "actions", "log_probs", "rewards", "mask", "terminated"):
         assert torch.equal(getattr(a, name), getattr(b, name)), name
     assert torch.equal(a.last_observations, b.last_observations)
