@@ -63,6 +63,7 @@ import mujoco
 import numpy as np
 from gymnasium.envs.mujoco import MujocoEnv
 
+from metarl.checks import require_positive_ints
 from metarl.vector import BatchedTaskVectorEnv
 
 try:
@@ -130,8 +131,7 @@ class MujocoTaskVectorEnv(BatchedTaskVectorEnv):
             )
         if num_threads is None:
             num_threads = os.cpu_count() or 1
-        if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
-            raise ValueError(f"num_threads must be a positive integer, got {num_threads!r}")
+        require_positive_ints(num_threads=num_threads)
         single = self.env_class(**kwargs)
         super().__init__(single, num_envs, max_episode_steps)
         self.num_threads = num_threads

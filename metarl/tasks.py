@@ -30,6 +30,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from metarl.checks import require_positive_ints
+
 __all__ = [
     "Task",
     "TaskContractError",
@@ -374,8 +376,7 @@ def make_task_vec(
         ValueError: for a bad ``num_envs`` or ``vectorization_mode``.
     """
     spec = _spec(env_id)
-    if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
-        raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+    require_positive_ints(num_envs=num_envs)
     modes = ("vector_entry_point", "sync", "async")
     if vectorization_mode is None:
         vectorization_mode = "vector_entry_point" if spec.vector_entry_point else "sync"
@@ -384,8 +385,7 @@ def make_task_vec(
     if vectorization_mode == "vector_entry_point" and spec.vector_entry_point is None:
         raise ValueError(f"{env_id} has no vector_entry_point; use vectorization_mode='sync'")
     if spec.entry_point is not None:
-        probe = make_task_env(env_id, **kwargs)
-        probe.close()
+        make_task_env(env_id, **kwargs).close()  # checks the contract and the kwargs
     vector_kwargs = dict(vector_kwargs or {})
     if vectorization_mode == "vector_entry_point":
         # gymnasium hands a vector entry point its arguments through the env kwargs only

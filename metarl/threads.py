@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import torch
 
+from metarl.checks import require_positive_ints
+
 __all__ = ["CpuShare", "CpuSnapshot", "fair_threads", "usable_cores"]
 
 
@@ -124,8 +126,7 @@ class CpuShare:
         self.cores = usable_cores()
         if max_threads is None:
             max_threads = torch.get_num_threads()
-        if isinstance(max_threads, bool) or not isinstance(max_threads, int) or max_threads < 1:
-            raise ValueError(f"max_threads must be a positive integer, got {max_threads!r}")
+        require_positive_ints(max_threads=max_threads)
         self.max_threads = max_threads
         self.min_interval = min_interval
         self.first_interval = first_interval

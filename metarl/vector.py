@@ -22,6 +22,7 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from metarl.checks import require_positive_ints
 from metarl.tasks import Task, draw_tasks
 
 __all__ = ["BatchedTaskVectorEnv"]
@@ -43,8 +44,7 @@ class BatchedTaskVectorEnv(VectorEnv):
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP}
 
     def __init__(self, single_env: gym.Env, num_envs: int, max_episode_steps: int | None) -> None:
-        if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
-            raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+        require_positive_ints(num_envs=num_envs)
         self.single_env = single_env
         self.num_envs = num_envs
         self.max_episode_steps = max_episode_steps

@@ -15,6 +15,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from metarl.checks import require_positive_ints
 from metarl.tasks import Task, draw_tasks, make_task_env, resolve_env_id
 
 __all__ = ["SamplerBase"]
@@ -24,13 +25,6 @@ def _generator_device(state: torch.Tensor) -> str:
     """Which device a ``torch.Generator`` state came from (CPU states are 5056 bytes)."""
     cpu_size = torch.Generator().get_state().numel()
     return "cpu" if state.numel() == cpu_size else "cuda"
-
-
-def positive(**values: Any) -> None:
-    """Raise ``ValueError`` naming the first value that is not a positive integer."""
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 class SamplerBase:
@@ -66,7 +60,7 @@ class SamplerBase:
         vector_kwargs: Mapping | None = None,
         normalize_actions: bool = False,
     ) -> None:
-        positive(num_tasks=num_tasks, episodes_per_task=episodes_per_task)
+        require_positive_ints(num_tasks=num_tasks, episodes_per_task=episodes_per_task)
         self._spec_id = env_id  # as given: a remote worker resolves "module:EnvId" itself
         self.env_id = resolve_env_id(env_id)
         self.num_tasks = num_tasks

@@ -26,9 +26,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from metarl.checks import require_positive_ints
 from metarl.episodes import Episodes
 from metarl.policies import Policy
-from metarl.samplers.base import SamplerBase, positive
+from metarl.samplers.base import SamplerBase
 from metarl.samplers.slots import draw_randomness, run_slots
 from metarl.tasks import Task, make_task_vec, resolve_env_id
 
@@ -187,7 +188,7 @@ class RaySampler(SamplerBase):
         imports: Sequence[str] = (),
         **options: Any,
     ) -> None:
-        positive(workers=workers)
+        require_positive_ints(workers=workers)
         self._ray = import_ray()
         for module in imports:
             importlib.import_module(module)
