@@ -58,6 +58,7 @@ class BatchedTaskVectorEnv(VectorEnv):
         self._elapsed = np.zeros(num_envs, dtype=np.int64)
         self._needs_reset = np.zeros(num_envs, dtype=bool)
         self._paused = np.zeros(num_envs, dtype=bool)
+        self._obs: np.ndarray | None = None  # the observations the last reset or step returned
         self._tasks_changed()
 
     # -- tasks ---------------------------------------------------------------------------------
@@ -113,7 +114,7 @@ class BatchedTaskVectorEnv(VectorEnv):
         self._needs_reset[:] = False
         self._paused[:] = False
         obs = self._reset_envs(everyone)
-        self._last_obs = obs.copy()
+        self._obs, self._frozen_obs = obs, obs.copy()
         # As SyncVectorEnv: every env's reset info, each key with its "_key" mask.
         info = self._reset_info(everyone)
         return obs, {**info, **{f"_{key}": everyone.copy() for key in info}}
@@ -127,6 +128,7 @@ class BatchedTaskVectorEnv(VectorEnv):
 
         Raises:
             ValueError: when ``which`` is not ``num_envs`` booleans.
+            RuntimeError: before the first ``reset``.
         """
         which = np.asarray(which)
         if which.shape != (self.num_envs,) or which.dtype != bool:
@@ -134,6 +136,10 @@ class BatchedTaskVectorEnv(VectorEnv):
                 f"pause_envs takes a boolean mask of {self.num_envs} envs, got dtype "
                 f"{which.dtype} and shape {which.shape}"
             )
+        if self._obs is None:
+            raise RuntimeError("call reset() before pause_envs()")
+        newly = which & ~self._paused
+        self._frozen_obs[newly] = self._obs[newly]
         self._paused |= which
 
     def step(
@@ -153,11 +159,11 @@ class BatchedTaskVectorEnv(VectorEnv):
         info = {k: v for k, v in info.items() if not k.startswith("_")}
         if resetting.any() or not running.all():
             obs = obs.copy()
-            obs[~running] = self._last_obs[~running]
+            obs[~running] = self._frozen_obs[~running]
         if resetting.any():
             obs[resetting] = self._reset_envs(resetting)
             self._elapsed[resetting] = 0
-        self._last_obs = obs.copy()
+        self._obs = obs
         # Gymnasium's vector info layout, as SyncVectorEnv writes it: every key has a "_key" mask
         # of the envs that report it; an env reset in this step reports only its reset info.
         out: dict[str, np.ndarray] = {}
