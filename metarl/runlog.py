@@ -122,6 +122,12 @@ class RunDir:
             self._writer = SummaryWriter(str(self.path / "tensorboard"))
         return self._writer
 
+    def close(self) -> None:
+        """Close the TensorBoard writer (its thread and file), if one was opened."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
     def metrics(self) -> list[dict[str, Any]]:
         """All metric rows so far."""
         file = self.path / "metrics.jsonl"

@@ -18,6 +18,7 @@ learner (``agents`` registers them). The sampler comes from :func:`metarl.sample
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import enum
@@ -26,7 +27,7 @@ import math
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -177,6 +178,31 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     raise _Stop()
 
 
+@contextlib.contextmanager
+def _signals_held(reraise: bool = True) -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM while the block writes the run's files.
+
+    Both stop training by raising an exception at whatever line runs when they arrive. Inside a
+    write that can leave a log line half-written, or a lock of the TensorBoard writer held so
+    that the save on the way out waits for it forever (seen: a SIGTERM right after an iteration
+    hung ``train.py``). Here a signal is only noted; when the block ends it is raised as it
+    would have been (``reraise``) or dropped (the save on the way out: a second Ctrl-C must
+    not cut that save short).
+    """
+    caught: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum)) for sig in held}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if caught and reraise:
+        if caught[0] == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise _Stop()
+
+
 AgentFactory = Callable[[Sampler, Any, int], Any]
 
 
@@ -234,6 +260,7 @@ def train(cfg: TrainConfig, agent_config: Any, make_agent: AgentFactory) -> Outc
             return _loop(cfg, agent, sampler, run, start, task_rng, share, held_out)
         finally:
             held_out.close()
+            run.close()
     finally:
         sampler.close()
 
@@ -289,18 +316,20 @@ def _loop(
             tasks = sampler.sample_tasks(cfg.meta_batch_size, task_rng)
             threads = share.update() if share else cfg.threads
             metrics = agent.step(tasks)
-            run.log_tasks(iteration, tasks)
             row = {"iteration": iteration, "env_steps_total": sampler.total_steps}
             row.update(metrics.to_row(), torch_threads=threads)
             if share and share.others_busy is not None:
                 row["cpu_others"] = share.others_busy  # cores other processes kept busy
-            run.log_metrics(row)
-            last_good = snapshot(iteration + 1)
-            print(format_row(row, cfg.iterations), flush=True)
+            with _signals_held():
+                run.log_tasks(iteration, tasks)
+                run.log_metrics(row)
+                last_good = snapshot(iteration + 1)
+                print(format_row(row, cfg.iterations), flush=True)
             non_finite = metrics.rejected is Rejection.NON_FINITE
             rejected_in_a_row = rejected_in_a_row + 1 if non_finite else 0
             if rejected_in_a_row >= cfg.max_rejected:
-                path = run.save(iteration + 1, last_good)
+                with _signals_held():
+                    path = run.save(iteration + 1, last_good)
                 print(
                     f"stopping: {rejected_in_a_row} iterations in a row had non-finite values "
                     f"(the parameters never took them; saved {path}). Lower --inner-lr or "
@@ -310,12 +339,17 @@ def _loop(
                 return Outcome.NON_FINITE
             done = iteration + 1
             if done % cfg.checkpoint_every == 0 or done == cfg.iterations:
-                run.save(done, last_good, score=metrics.return_after)
+                with _signals_held():
+                    run.save(done, last_good, score=metrics.return_after)
             if cfg.eval_every and cfg.eval_tasks and done % cfg.eval_every == 0:
                 if done < cfg.iterations:
                     evaluate_held_out(agent, sampler, cfg, run, done, share, held_out)
+        # inside the try: a resumed run whose iterations are all done runs only this
+        if cfg.eval_tasks > 0:
+            evaluate_held_out(agent, sampler, cfg, run, cfg.iterations, share, held_out)
     except (KeyboardInterrupt, _Stop):
-        path = run.save(last_good["iteration"], last_good)
+        with _signals_held(reraise=False):
+            path = run.save(last_good["iteration"], last_good)
         print(
             f"\ninterrupted: saved {path} (iteration {last_good['iteration']}); "
             f"continue with: python scripts/train.py --resume {run.path}",
@@ -325,8 +359,6 @@ def _loop(
         return Outcome.INTERRUPTED
     finally:
         signal.signal(signal.SIGTERM, previous)
-    if cfg.eval_tasks > 0:
-        evaluate_held_out(agent, sampler, cfg, run, cfg.iterations, share, held_out)
     return Outcome.FINISHED
 
 
@@ -378,11 +410,12 @@ def evaluate_held_out(
         f"{cfg.eval_tasks} tasks x {cfg.eval_episodes} episodes\n{result.table()}"
     )
     row = {"iteration": iteration, "seconds": time.perf_counter() - started, **result.to_json()}
-    with open(Path(run.path) / "eval_history.jsonl", "a") as f:
-        # the per-task arrays (returns, successes, families) stay in eval.json only
-        summary = {k: v for k, v in row.items() if not k.startswith("per_task_")}
-        f.write(json.dumps(summary) + "\n")
-    if iteration == cfg.iterations:
-        run.write_json("eval.json", row)
-        print(f"saved {run.path / 'eval.json'}")
+    with _signals_held():
+        with open(Path(run.path) / "eval_history.jsonl", "a") as f:
+            # the per-task arrays (returns, successes, families) stay in eval.json only
+            summary = {k: v for k, v in row.items() if not k.startswith("per_task_")}
+            f.write(json.dumps(summary) + "\n")
+        if iteration == cfg.iterations:
+            run.write_json("eval.json", row)
+            print(f"saved {run.path / 'eval.json'}")
     return row

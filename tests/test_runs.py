@@ -71,6 +71,36 @@ def test_sigterm_also_saves(tmp_path):
     assert code == 130 and "interrupted: saved" in err
 
 
+def test_a_signal_during_the_run_files_writes_waits_for_them(tmp_path, monkeypatch, capsys):
+    # A SIGTERM that lands while an iteration's row is written, and a Ctrl-C during every
+    # checkpoint save (the one on the way out included): the writes finish, the run stops with
+    # the iteration whose row it wrote, saved. Before, the signal raised inside the write (the
+    # saved iteration fell behind the rows; a save could hang on a writer's lock).
+    from metarl.runlog import RunDir
+
+    log_metrics, save = RunDir.log_metrics, RunDir.save
+
+    def log_then_signal(self, row):
+        log_metrics(self, row)
+        signal.raise_signal(signal.SIGTERM)  # handled before log_metrics returns, unless held
+        self.wrote_after_signal = True
+
+    def save_with_ctrl_c(self, *args, **kwargs):
+        signal.raise_signal(signal.SIGINT)
+        return save(self, *args, **kwargs)
+
+    monkeypatch.setattr(RunDir, "log_metrics", log_then_signal)
+    monkeypatch.setattr(RunDir, "save", save_with_ctrl_c)
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    train = load_script("train")
+    assert train.main([*SMALL, "--iterations", "5", "--out", str(tmp_path)]) == 130
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers
+    (run_dir,) = tmp_path.iterdir()
+    assert len(metrics(run_dir)) == 1
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["iteration"] == 1
+    assert "interrupted: saved" in capsys.readouterr().err
+
+
 def test_corrupt_checkpoint_names_the_file_and_the_last_good_one(tmp_path):
     good = save_checkpoint(tmp_path / "iter_000001.pt", {"agent": {"x": torch.ones(2)}})
     bad = tmp_path / "last.pt"
