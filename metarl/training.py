@@ -26,6 +26,7 @@ import json
 import math
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -189,6 +190,9 @@ def _signals_held(reraise: bool = True) -> Iterator[None]:
     would have been (``reraise``) or dropped (the save on the way out: a second Ctrl-C must
     not cut that save short).
     """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread receives Python signal handlers; nothing to hold
+        return
     caught: list[int] = []
 
     def note(signum: int, frame: Any) -> None:
