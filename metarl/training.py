@@ -6,7 +6,8 @@ it with a :class:`TrainConfig`, an agent config and an agent factory. It owns:
 - the run folder (:class:`~metarl.runlog.RunDir`): config, task sets, metric rows, checkpoints;
 - resume: the agent, sampler and task-stream state of the last checkpoint, so a resumed run
   continues exactly as if it had never stopped;
-- Ctrl-C and SIGTERM: the last finished iteration is saved before the call returns;
+- Ctrl-C and SIGTERM: the last finished iteration is saved before the call returns (never in
+  the middle of a write: :mod:`metarl.interrupts`);
 - the non-finite stop: after ``max_rejected`` iterations in a row whose step the agent rejected
   for non-finite values, it saves and stops with a message that names the fix;
 - checkpoint cadence, the periodic and final held-out evaluation (:mod:`metarl.evaluation`);
@@ -18,7 +19,6 @@ learner (``agents`` registers them). The sampler comes from :func:`metarl.sample
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import enum
@@ -26,9 +26,8 @@ import json
 import math
 import signal
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ import torch
 
 from metarl.checkpoint import CheckpointError
 from metarl.evaluation import HeldOut, ray_options
+from metarl.interrupts import Stop, held_signals, stop_on_sigterm
 from metarl.records import Rejection
 from metarl.runlog import RunDir
 from metarl.samplers import Sampler, make_sampler
@@ -171,45 +171,6 @@ class Outcome(enum.IntEnum):
     INTERRUPTED = 130  # Ctrl-C or SIGTERM; the last finished iteration is saved
 
 
-class _Stop(Exception):
-    """Raised by the SIGTERM handler to stop like Ctrl-C."""
-
-
-def _on_sigterm(signum: int, frame: Any) -> None:
-    raise _Stop()
-
-
-@contextlib.contextmanager
-def _signals_held(reraise: bool = True) -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM while the block writes the run's files.
-
-    Both stop training by raising an exception at whatever line runs when they arrive. Inside a
-    write that can leave a log line half-written, or a lock of the TensorBoard writer held so
-    that the save on the way out waits for it forever (seen: a SIGTERM right after an iteration
-    hung ``train.py``). Here a signal is only noted; when the block ends it is raised as it
-    would have been (``reraise``) or dropped (the save on the way out: a second Ctrl-C must
-    not cut that save short).
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield  # only the main thread receives Python signal handlers; nothing to hold
-        return
-    caught: list[int] = []
-
-    def note(signum: int, frame: Any) -> None:
-        caught.append(signum)
-
-    previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if caught and reraise:
-        if caught[0] == signal.SIGINT:
-            raise KeyboardInterrupt
-        raise _Stop()
-
-
 AgentFactory = Callable[[Sampler, Any, int], Any]
 
 
@@ -316,7 +277,7 @@ def _loop(
         }
 
     last_good = snapshot(start)
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    previous = signal.signal(signal.SIGTERM, stop_on_sigterm)
     rejected_in_a_row = 0
     try:
         for iteration in range(start, cfg.iterations):
@@ -327,7 +288,7 @@ def _loop(
             row.update(metrics.to_row(), torch_threads=threads)
             if share and share.others_busy is not None:
                 row["cpu_others"] = share.others_busy  # cores other processes kept busy
-            with _signals_held():
+            with held_signals():
                 run.log_tasks(iteration, tasks)
                 run.log_metrics(row)
                 last_good = snapshot(iteration + 1)
@@ -335,7 +296,7 @@ def _loop(
             non_finite = metrics.rejected is Rejection.NON_FINITE
             rejected_in_a_row = rejected_in_a_row + 1 if non_finite else 0
             if rejected_in_a_row >= cfg.max_rejected:
-                with _signals_held():
+                with held_signals():
                     path = run.save(iteration + 1, last_good)
                 print(
                     f"stopping: {rejected_in_a_row} iterations in a row had non-finite values "
@@ -346,7 +307,7 @@ def _loop(
                 return Outcome.NON_FINITE
             done = iteration + 1
             if done % cfg.checkpoint_every == 0 or done == cfg.iterations:
-                with _signals_held():
+                with held_signals():
                     run.save(done, last_good, score=metrics.return_after)
             if cfg.eval_every and cfg.eval_tasks and done % cfg.eval_every == 0:
                 if done < cfg.iterations:
@@ -354,8 +315,8 @@ def _loop(
         # inside the try: a resumed run whose iterations are all done runs only this
         if cfg.eval_tasks > 0:
             evaluate_held_out(agent, sampler, cfg, run, cfg.iterations, share, held_out)
-    except (KeyboardInterrupt, _Stop):
-        with _signals_held(reraise=False):
+    except (KeyboardInterrupt, Stop):
+        with held_signals(reraise=False):
             path = run.save(last_good["iteration"], last_good)
         print(
             f"\ninterrupted: saved {path} (iteration {last_good['iteration']}); "
@@ -417,7 +378,7 @@ def evaluate_held_out(
         f"{cfg.eval_tasks} tasks x {cfg.eval_episodes} episodes\n{result.table()}"
     )
     row = {"iteration": iteration, "seconds": time.perf_counter() - started, **result.to_json()}
-    with _signals_held():
+    with held_signals():
         with open(Path(run.path) / "eval_history.jsonl", "a") as f:
             # the per-task arrays (returns, successes, families) stay in eval.json only
             summary = {k: v for k, v in row.items() if not k.startswith("per_task_")}
