@@ -111,6 +111,21 @@ class RunDir:
                     writer.add_scalar(key, value, row["iteration"])
             writer.flush()
 
+    def log_eval(self, row: Mapping[str, Any]) -> None:
+        """Append one held-out evaluation to ``eval_history.jsonl``; its per-task arrays
+        (returns, successes, families) stay in ``eval.json`` only."""
+        summary = {k: v for k, v in row.items() if not k.startswith("per_task_")}
+        with open(self.path / "eval_history.jsonl", "a") as f:
+            f.write(json.dumps(summary) + "\n")
+
+    def evaluated(self) -> set[int]:
+        """The iterations after which a held-out evaluation was logged."""
+        file = self.path / "eval_history.jsonl"
+        if not file.exists():
+            return set()
+        rows = file.read_text().splitlines()
+        return {json.loads(r)["iteration"] for r in rows if r.strip()}
+
     def _tensorboard(self) -> Any:
         """A TensorBoard writer when the optional package is installed, else None."""
         if self._writer is None and not self._writer_failed:
@@ -136,12 +151,17 @@ class RunDir:
         return [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
 
     def truncate_metrics(self, iterations: int) -> None:
-        """Keep only rows of iterations ``< iterations`` (rows logged after the last checkpoint)."""
-        for name in ("metrics.jsonl", "train_tasks.jsonl"):
+        """Drop what was logged after the checkpoint of ``iterations`` (kept: metric and task rows
+        of iterations ``< iterations``, evaluations after at most ``iterations`` iterations)."""
+        for name, limit in (
+            ("metrics.jsonl", iterations),
+            ("train_tasks.jsonl", iterations),
+            ("eval_history.jsonl", iterations + 1),
+        ):
             file = self.path / name
             if file.exists():
                 rows = [line for line in file.read_text().splitlines() if line.strip()]
-                kept = [r for r in rows if json.loads(r)["iteration"] < iterations]
+                kept = [r for r in rows if json.loads(r)["iteration"] < limit]
                 file.write_text("".join(r + "\n" for r in kept))
 
     def save(self, iteration: int, state: dict[str, Any], score: float | None = None) -> Path:

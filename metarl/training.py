@@ -22,13 +22,11 @@ from __future__ import annotations
 import copy
 import dataclasses
 import enum
-import json
 import math
 import signal
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -280,6 +278,10 @@ def _loop(
     previous = signal.signal(signal.SIGTERM, stop_on_sigterm)
     rejected_in_a_row = 0
     try:
+        # an evaluation cut short by a stop (after its iteration's checkpoint) runs again
+        due = cfg.eval_every and cfg.eval_tasks and 0 < start < cfg.iterations
+        if due and start % cfg.eval_every == 0 and start not in run.evaluated():
+            evaluate_held_out(agent, sampler, cfg, run, start, share, held_out)
         for iteration in range(start, cfg.iterations):
             tasks = sampler.sample_tasks(cfg.meta_batch_size, task_rng)
             threads = share.update() if share else cfg.threads
@@ -379,10 +381,7 @@ def evaluate_held_out(
     )
     row = {"iteration": iteration, "seconds": time.perf_counter() - started, **result.to_json()}
     with held_signals():
-        with open(Path(run.path) / "eval_history.jsonl", "a") as f:
-            # the per-task arrays (returns, successes, families) stay in eval.json only
-            summary = {k: v for k, v in row.items() if not k.startswith("per_task_")}
-            f.write(json.dumps(summary) + "\n")
+        run.log_eval(row)
         if iteration == cfg.iterations:
             run.write_json("eval.json", row)
             print(f"saved {run.path / 'eval.json'}")

@@ -100,6 +100,34 @@ def test_a_signal_during_the_run_files_writes_waits_for_them(tmp_path, monkeypat
     assert "interrupted: saved" in capsys.readouterr().err
 
 
+def test_an_evaluation_cut_short_runs_again_when_the_run_resumes(tmp_path, monkeypatch):
+    # Ctrl-C during the held-out evaluation after iteration 2 (its checkpoint is written): the
+    # resumed run evaluates iteration 2 before going on; an evaluation row logged after the
+    # checkpoint it resumes from (a crash between the two) is dropped, as metric rows are.
+    evaluate, calls = MAMLTRPO.evaluate, []
+
+    def interrupted_once(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return evaluate(self, *args, **kwargs)
+
+    monkeypatch.setattr(MAMLTRPO, "evaluate", interrupted_once)
+    train = load_script("train")
+    evals = ["--eval-tasks", "2", "--eval-episodes", "2", "--eval-every", "2"]
+    args = [*SMALL, *evals, "--eval-adapt-steps", "1", "--iterations", "4", "--out", str(tmp_path)]
+    assert train.main(args) == 130
+    (run_dir,) = tmp_path.iterdir()
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["iteration"] == 2
+    history = run_dir / "eval_history.jsonl"
+    assert not history.exists()
+    history.write_text(json.dumps({"iteration": 3}) + "\n")  # as if written, then a crash
+    assert train.main(["--resume", str(run_dir)]) == 0
+    rows = [json.loads(line) for line in history.read_text().splitlines()]
+    assert [row["iteration"] for row in rows] == [2, 4]
+    assert len(calls) == 3
+
+
 def test_corrupt_checkpoint_names_the_file_and_the_last_good_one(tmp_path):
     good = save_checkpoint(tmp_path / "iter_000001.pt", {"agent": {"x": torch.ones(2)}})
     bad = tmp_path / "last.pt"
