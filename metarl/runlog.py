@@ -150,7 +150,7 @@ class RunDir:
             return []
         return [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
 
-    def truncate_metrics(self, iterations: int) -> None:
+    def truncate_logs(self, iterations: int) -> None:
         """Drop what was logged after the checkpoint of ``iterations`` (kept: metric and task rows
         of iterations ``< iterations``, evaluations after at most ``iterations`` iterations)."""
         for name, limit in (

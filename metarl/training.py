@@ -249,7 +249,7 @@ def _open_run(cfg: TrainConfig, agent_config: Any, agent: Any) -> tuple[RunDir, 
     agent.load_state_dict(state["agent"])
     task_rng.bit_generator.state = state["task_rng"]
     start = int(state["iteration"])
-    run.truncate_metrics(start)
+    run.truncate_logs(start)
     print(f"resuming {run.path} at iteration {start}", flush=True)
     return run, start, task_rng
 
