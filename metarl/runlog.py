@@ -120,11 +120,7 @@ class RunDir:
 
     def evaluated(self) -> set[int]:
         """The iterations after which a held-out evaluation was logged."""
-        file = self.path / "eval_history.jsonl"
-        if not file.exists():
-            return set()
-        rows = file.read_text().splitlines()
-        return {json.loads(r)["iteration"] for r in rows if r.strip()}
+        return {row["iteration"] for row in self._rows("eval_history.jsonl")}
 
     def _tensorboard(self) -> Any:
         """A TensorBoard writer when the optional package is installed, else None."""
@@ -145,7 +141,11 @@ class RunDir:
 
     def metrics(self) -> list[dict[str, Any]]:
         """All metric rows so far."""
-        file = self.path / "metrics.jsonl"
+        return self._rows("metrics.jsonl")
+
+    def _rows(self, name: str) -> list[dict[str, Any]]:
+        """The rows of one of the run's JSON-lines logs (none when it does not exist yet)."""
+        file = self.path / name
         if not file.exists():
             return []
         return [json.loads(line) for line in file.read_text().splitlines() if line.strip()]

@@ -279,8 +279,7 @@ def _loop(
     rejected_in_a_row = 0
     try:
         # an evaluation cut short by a stop (after its iteration's checkpoint) runs again
-        due = cfg.eval_every and cfg.eval_tasks and 0 < start < cfg.iterations
-        if due and start % cfg.eval_every == 0 and start not in run.evaluated():
+        if _eval_due(cfg, start) and start not in run.evaluated():
             evaluate_held_out(agent, sampler, cfg, run, start, share, held_out)
         for iteration in range(start, cfg.iterations):
             tasks = sampler.sample_tasks(cfg.meta_batch_size, task_rng)
@@ -311,9 +310,8 @@ def _loop(
             if done % cfg.checkpoint_every == 0 or done == cfg.iterations:
                 with held_signals():
                     run.save(done, last_good, score=metrics.return_after)
-            if cfg.eval_every and cfg.eval_tasks and done % cfg.eval_every == 0:
-                if done < cfg.iterations:
-                    evaluate_held_out(agent, sampler, cfg, run, done, share, held_out)
+            if _eval_due(cfg, done):
+                evaluate_held_out(agent, sampler, cfg, run, done, share, held_out)
         # inside the try: a resumed run whose iterations are all done runs only this
         if cfg.eval_tasks > 0:
             evaluate_held_out(agent, sampler, cfg, run, cfg.iterations, share, held_out)
@@ -330,6 +328,13 @@ def _loop(
     finally:
         signal.signal(signal.SIGTERM, previous)
     return Outcome.FINISHED
+
+
+def _eval_due(cfg: TrainConfig, done: int) -> bool:
+    """Whether a periodic held-out evaluation follows iteration ``done`` (the final one is not
+    periodic: it always runs)."""
+    periodic = cfg.eval_every and cfg.eval_tasks and 0 < done < cfg.iterations
+    return bool(periodic and done % cfg.eval_every == 0)
 
 
 def format_row(row: dict, total: int) -> str:
